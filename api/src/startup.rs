@@ -1,0 +1,115 @@
+//! Building and running the api: the one place that wires configuration, database and listeners,
+//! used by `main` and by the tests alike.
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::http;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The api database.
+    pub pool: Pool,
+}
+
+/// A built api: migrated database, bound listeners, not yet serving.
+pub struct Application {
+    public: TcpListener,
+    ops: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl Application {
+    /// Migrates the database and binds both listeners. Port 0 binds a free port; read it back
+    /// with [`Application::public_addr`] and [`Application::ops_addr`].
+    pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        let report = crate::migrate(&config.database).await?;
+        if !report.applied.is_empty() {
+            tracing::info!(applied = ?report.applied, "applied migrations");
+        }
+        let pool = strongbox_shared::db::pool(&config.database)?;
+        let public = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding server.listen {}", config.server.listen))?;
+        let ops = TcpListener::bind(config.server.ops_listen)
+            .await
+            .with_context(|| format!("binding server.ops_listen {}", config.server.ops_listen))?;
+        tracing::info!(
+            public = %public.local_addr()?,
+            ops = %ops.local_addr()?,
+            database = %config.database.describe(),
+            "strongbox-api ready to serve"
+        );
+        Ok(Self {
+            public,
+            ops,
+            state: AppState { pool },
+            shutdown: CancellationToken::new(),
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        })
+    }
+
+    /// Address of the public listener.
+    pub fn public_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.public.local_addr()?)
+    }
+
+    /// Address of the ops listener.
+    pub fn ops_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.ops.local_addr()?)
+    }
+
+    /// The database pool the handlers use.
+    pub fn pool(&self) -> &Pool {
+        &self.state.pool
+    }
+
+    /// Cancelling this token stops the service gracefully: both listeners stop accepting,
+    /// in-flight requests finish (up to `server.shutdown_grace_seconds`), the pool closes.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled and in-flight requests have finished.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let token = self.shutdown;
+        let public = axum::serve(self.public, http::public_router(self.state.clone()))
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future();
+        let ops = axum::serve(self.ops, http::ops_router(self.state.clone()))
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future();
+        let servers = async { tokio::try_join!(public, ops) };
+        tokio::pin!(servers);
+        let served = tokio::select! {
+            result = &mut servers => result.map(drop),
+            () = token.cancelled() => {
+                tracing::info!("shutting down; waiting for in-flight requests");
+                match tokio::time::timeout(self.grace, &mut servers).await {
+                    Ok(result) => result.map(drop),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace_seconds = self.grace.as_secs(),
+                            "in-flight requests outlived the shutdown grace period; cut off"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        };
+        self.state.pool.close();
+        served.context("serving HTTP")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Postgres: the connection pool and migrations, shared by both services.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use tokio_postgres::NoTls;
+
+/// The `[database]` section of either service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// A libpq-style URL or key/value string. It may carry a password, so it is a secret and is
+    /// never logged; [`DatabaseConfig::describe`] gives a loggable form.
+    pub url: SecretString,
+    /// Most connections the pool opens.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request waits for a free connection before failing, in milliseconds.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// How long opening one connection may take, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    16
+}
+
+fn default_acquire_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+impl DatabaseConfig {
+    /// A config for `url` with every other option at its default.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            max_connections: default_max_connections(),
+            acquire_timeout_ms: default_acquire_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+
+    /// Parses the URL. The error never repeats the URL, which may hold a password.
+    pub fn pg_config(&self) -> anyhow::Result<tokio_postgres::Config> {
+        let mut config =
+            tokio_postgres::Config::from_str(self.url.expose_secret()).map_err(|e| {
+                anyhow::anyhow!("invalid configuration option `database.url`: {}", redact(&e))
+            })?;
+        config.connect_timeout(Duration::from_millis(self.connect_timeout_ms));
+        Ok(config)
+    }
+
+    /// Host, port and database name, for logs and error messages.
+    pub fn describe(&self) -> String {
+        match self.pg_config() {
+            Ok(config) => describe(&config),
+            Err(_) => "<unparsable database url>".to_owned(),
+        }
+    }
+}
+
+/// tokio-postgres' parse errors name the offending parameter, not its value, but keep it short.
+fn redact(error: &tokio_postgres::Error) -> String {
+    let text = error.to_string();
+    text.chars().take(120).collect()
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("<default>");
+    format!("{host}:{port}/{db}")
+}
+
+/// Builds a pool. Connections open lazily, so this does not touch the network.
+pub fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        config.pg_config()?,
+        NoTls,
+        // `Fast` still drops connections whose socket has closed; `Verified` would add a
+        // round trip to every checkout on the verification hot path.
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let wait = Duration::from_millis(config.acquire_timeout_ms);
+    Pool::builder(manager)
+        .max_size(config.max_connections)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+        .recycle_timeout(Some(wait))
+        .build()
+        .context("building the database pool")
+}
+
+/// Opens one connection outside any pool, driving it on a background task.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Client> {
+    let pg = config.pg_config()?;
+    let (client, connection) = pg
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to Postgres at {}", describe(&pg)))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "database connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies `runner`'s migrations while holding the session advisory lock `lock_key`, so replicas
+/// starting together apply each migration once: the second waits, then finds nothing to do.
+///
+/// The lock lives on a dedicated connection, so it is released even if this process dies.
+pub async fn migrate(
+    config: &DatabaseConfig,
+    mut runner: refinery::Runner,
+    lock_key: i64,
+) -> anyhow::Result<MigrationReport> {
+    let mut client = connect(config).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&lock_key])
+        .await
+        .context("taking the migration advisory lock")?;
+    let result = runner
+        .set_migration_table_name("refinery_schema_history")
+        .run_async(&mut client)
+        .await
+        .context("applying migrations");
+    // Unlock even when migrating failed; closing the connection would release it too.
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&lock_key]).await;
+    let report = result?;
+    unlocked.context("releasing the migration advisory lock")?;
+    let applied = report.applied_migrations().iter().map(ToString::to_string).collect();
+    Ok(MigrationReport { applied })
+}
+
+/// What one migration run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations this run applied, as `V<version>__<name>`; empty when the schema was current.
+    pub applied: Vec<String>,
+}

@@ -1,0 +1,9 @@
+//! Code shared by the Strongbox api and vault services: typed configuration loading, Postgres
+//! pools and migrations, logging and signal handling. It holds no HTTP server code; each service
+//! owns its routes.
+
+pub mod config;
+pub mod db;
+pub mod id;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,47 @@
+//! Helpers for Strongbox's integration and end-to-end tests.
+//!
+//! Every test gets its own database ([`TestDb`]) on the Postgres server named by `DATABASE_URL`
+//! (`ops/test` starts a throwaway one) and its own random ports, so tests run in parallel.
+//! Services run either in-process through the same `Application::build` that `main` uses
+//! ([`spawn_api`], [`spawn_vault`]) or as the real binaries from `STRONGBOX_BIN_DIR`
+//! ([`ServiceProcess`]).
+
+#![warn(missing_docs)]
+
+pub mod db;
+pub mod process;
+pub mod services;
+
+pub use db::TestDb;
+pub use process::ServiceProcess;
+pub use services::{TestApi, TestVault, spawn_api, spawn_vault};
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Polls `check` until it returns `Some`, for at most `timeout`. For conditions that have no
+/// event to await (a port closing, a row appearing); never a fixed sleep.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// An HTTP client for tests: no proxies, short timeouts.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}

@@ -1,0 +1,22 @@
+//! `strongbox-vault`: envelope encryption for recoverable keys, deployed apart from the api.
+//!
+//! [`startup::Application`] builds and runs the service; `main.rs` only parses the command line.
+
+pub mod cli;
+pub mod config;
+mod http;
+pub mod startup;
+
+use strongbox_shared::db::{DatabaseConfig, MigrationReport};
+
+mod embedded {
+    refinery::embed_migrations!("../sql/vault");
+}
+
+/// Session advisory lock held while migrating, so vault replicas starting together take turns.
+const MIGRATION_LOCK: i64 = 0x5342_5641_554c_0001;
+
+/// Brings the vault database schema up to date (`sql/vault/`).
+pub async fn migrate(database: &DatabaseConfig) -> anyhow::Result<MigrationReport> {
+    strongbox_shared::db::migrate(database, embedded::migrations::runner(), MIGRATION_LOCK).await
+}
