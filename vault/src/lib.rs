@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 mod http;
 pub mod startup;
 
