@@ -7,3 +7,4 @@ pub mod db;
 pub mod id;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

@@ -1,12 +1,15 @@
 //! The vault's configuration: `--config FILE` (TOML) plus `STRONGBOX_VAULT__SECTION__KEY` variables.
 //! Every option is documented in `ops/CONFIG.md`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use strongbox_shared::config::{ConfigError, ConfigSources, ServerConfig, VAULT_NAMESPACE};
 use strongbox_shared::db::DatabaseConfig;
 use strongbox_shared::telemetry::LogConfig;
+use strongbox_shared::tls::MtlsServerFiles;
+
+use crate::crypto::hierarchy::Argon2Params;
 
 /// Defaults that differ from the api's.
 const DEFAULTS: &[(&str, &str)] =
@@ -23,6 +26,157 @@ pub struct VaultConfig {
     /// `[log]`: log filtering.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[tls]`: the mTLS listener.
+    pub tls: TlsConfig,
+    /// `[unlock]`: the server-key KDF and unlock throttling.
+    #[serde(default)]
+    pub unlock: UnlockConfig,
+    /// `[limits]`: request size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[replication]`: how replicas sharing the database keep in step.
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// `[tls]`: certificates of the mTLS listener and the trust domain of client identities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The vault's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The vault's private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle (PEM) that client certificates must chain to.
+    pub client_ca: PathBuf,
+    /// CRL files (PEM); empty disables revocation checks.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// SPIFFE trust domain of client identities: `spiffe://<trust_domain>/<role>`.
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    /// How often certificate, key, CA and CRL files are checked for changes (SIGHUP reloads at
+    /// once).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_seconds: u64,
+    /// How long a client may take to finish the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_trust_domain() -> String {
+    "strongbox.local".to_owned()
+}
+fn default_reload_interval() -> u64 {
+    10
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+
+impl TlsConfig {
+    /// The files, in the form the TLS helpers take.
+    pub fn files(&self) -> MtlsServerFiles {
+        MtlsServerFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            client_ca: self.client_ca.clone(),
+            crls: self.crls.clone(),
+        }
+    }
+}
+
+/// `[unlock]`: how the server key becomes the unlock key, and how guessing is slowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockConfig {
+    /// Argon2id parameters for `initialize` and `rekey`. Unlock uses the parameters stored with
+    /// the root record, so raising these takes effect at the next rekey.
+    #[serde(default)]
+    pub argon2: Argon2Params,
+    /// Wrong keys one client (identity and address) may try before it must wait.
+    #[serde(default = "default_free_failures")]
+    pub free_failures: u32,
+    /// Longest wait imposed after repeated failures, in seconds.
+    #[serde(default = "default_max_delay")]
+    pub max_delay_seconds: u64,
+    /// Development or secret-store deployments only: unlock at start with the key in this file.
+    /// Logs a warning when used.
+    #[serde(default)]
+    pub auto_unlock_key_file: Option<PathBuf>,
+}
+
+fn default_free_failures() -> u32 {
+    5
+}
+fn default_max_delay() -> u64 {
+    300
+}
+
+impl Default for UnlockConfig {
+    fn default() -> Self {
+        Self {
+            argon2: Argon2Params::default(),
+            free_failures: default_free_failures(),
+            max_delay_seconds: default_max_delay(),
+            auto_unlock_key_file: None,
+        }
+    }
+}
+
+/// `[limits]`: bounds on what one request may ask for.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most items in one encrypt, decrypt or rewrap call.
+    #[serde(default = "default_max_items")]
+    pub max_items: usize,
+    /// Largest plaintext of one item, in bytes (after base64 decoding).
+    #[serde(default = "default_max_plaintext")]
+    pub max_plaintext_bytes: usize,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_items() -> usize {
+    1000
+}
+fn default_max_plaintext() -> usize {
+    4096
+}
+fn default_max_body() -> usize {
+    8 * 1024 * 1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_items: default_max_items(),
+            max_plaintext_bytes: default_max_plaintext(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+/// `[replication]`: replicas learn of changes through Postgres NOTIFY at once; this is the
+/// fallback re-check for a notification lost to a reconnect.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// How often the root record is re-read, in milliseconds.
+    #[serde(default = "default_recheck")]
+    pub recheck_interval_ms: u64,
+}
+
+fn default_recheck() -> u64 {
+    5_000
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self { recheck_interval_ms: default_recheck() }
+    }
 }
 
 impl VaultConfig {
@@ -55,6 +209,22 @@ impl VaultConfig {
             reason: format!("{e:#}"),
         })?;
         self.log.env_filter()?;
+        self.unlock.argon2.validate().map_err(|e| ConfigError::Option {
+            option: "unlock.argon2",
+            reason: e.to_string(),
+        })?;
+        if self.limits.max_items == 0 || self.limits.max_plaintext_bytes == 0 {
+            return Err(ConfigError::Option {
+                option: "limits",
+                reason: "max_items and max_plaintext_bytes must be at least 1".to_owned(),
+            });
+        }
+        if self.tls.trust_domain.is_empty() || self.tls.trust_domain.contains('/') {
+            return Err(ConfigError::Option {
+                option: "tls.trust_domain",
+                reason: "must be a non-empty name without '/'".to_owned(),
+            });
+        }
         Ok(())
     }
 }

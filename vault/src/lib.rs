@@ -3,9 +3,17 @@
 //! [`startup::Application`] builds and runs the service; `main.rs` only parses the command line.
 
 pub mod cli;
+pub mod certs;
 pub mod config;
+pub mod domain;
+pub mod error;
+pub mod hardening;
 pub mod crypto;
 mod http;
+pub mod replication;
+pub mod service;
+pub mod store;
+pub mod tls_listener;
 pub mod startup;
 
 use strongbox_shared::db::{DatabaseConfig, MigrationReport};

@@ -1,43 +1,66 @@
-//! Building and running the vault: the one place that wires configuration, database and listeners,
-//! used by `main` and by the tests alike.
+//! Building and running the vault: the one place that wires configuration, database, TLS and
+//! listeners, used by `main` and by the tests alike.
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use deadpool_postgres::Pool;
+use rustls::ServerConfig;
+use secrecy::SecretString;
+use strongbox_shared::db::DatabaseConfig;
+use strongbox_shared::tls::Reloading;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::VaultConfig;
 use crate::http;
+use crate::service::{Settings, Vault};
+use crate::tls_listener::{self, ListenerSettings};
 
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// The vault database.
-    pub pool: Pool,
+    /// This replica.
+    pub vault: Arc<Vault>,
 }
 
-/// A built vault: migrated database, bound listeners, not yet serving.
+/// A built vault: migrated database, loaded TLS material, bound listeners, not yet serving.
 pub struct Application {
     main: TcpListener,
     ops: TcpListener,
     state: AppState,
+    tls: Reloading<ServerConfig>,
+    listener: ListenerSettings,
+    reload_interval: Duration,
+    database: DatabaseConfig,
+    recheck: Duration,
     shutdown: CancellationToken,
     grace: Duration,
 }
 
 impl Application {
-    /// Migrates the database and binds both listeners. Port 0 binds a free port; read it back
-    /// with [`Application::main_addr`] and [`Application::ops_addr`].
+    /// Migrates the database, loads the TLS material and binds both listeners. Port 0 binds a
+    /// free port; read it back with [`Application::main_addr`] and [`Application::ops_addr`].
     pub async fn build(config: VaultConfig) -> anyhow::Result<Self> {
+        crate::hardening::disable_core_dumps();
         let report = crate::migrate(&config.database).await?;
         if !report.applied.is_empty() {
             tracing::info!(applied = ?report.applied, "applied migrations");
         }
+        let files = config.tls.files();
+        let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
         let pool = strongbox_shared::db::pool(&config.database)?;
+        let vault = Vault::start(
+            pool,
+            Settings { unlock: config.unlock.clone(), limits: config.limits },
+        )
+        .await
+        .context("reading the vault state")?;
+        if let Some(path) = &config.unlock.auto_unlock_key_file {
+            auto_unlock(&vault, path).await?;
+        }
         let main = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding server.listen {}", config.server.listen))?;
@@ -48,18 +71,27 @@ impl Application {
             main = %main.local_addr()?,
             ops = %ops.local_addr()?,
             database = %config.database.describe(),
+            unlocked = vault.is_unlocked(),
             "strongbox-vault ready to serve"
         );
         Ok(Self {
             main,
             ops,
-            state: AppState { pool },
+            state: AppState { vault },
+            tls,
+            listener: ListenerSettings {
+                trust_domain: Arc::from(config.tls.trust_domain.as_str()),
+                handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+            },
+            reload_interval: Duration::from_secs(config.tls.reload_interval_seconds.max(1)),
+            database: config.database,
+            recheck: Duration::from_millis(config.replication.recheck_interval_ms.max(100)),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
 
-    /// Address of the main listener.
+    /// Address of the mTLS listener.
     pub fn main_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.main.local_addr()?)
     }
@@ -69,9 +101,9 @@ impl Application {
         Ok(self.ops.local_addr()?)
     }
 
-    /// The database pool the handlers use.
-    pub fn pool(&self) -> &Pool {
-        &self.state.pool
+    /// This replica's service object.
+    pub fn vault(&self) -> Arc<Vault> {
+        self.state.vault.clone()
     }
 
     /// Cancelling this token stops the service gracefully: both listeners stop accepting,
@@ -83,20 +115,31 @@ impl Application {
     /// Serves until the shutdown token is cancelled and in-flight requests have finished.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.shutdown;
-        let main = axum::serve(self.main, http::main_router(self.state.clone()))
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .into_future();
+        self.tls.spawn_watcher(self.reload_interval, token.clone());
+        crate::replication::spawn(
+            self.state.vault.clone(),
+            self.database.clone(),
+            self.recheck,
+            token.clone(),
+        );
+        let main = tls_listener::serve(
+            self.main,
+            self.tls,
+            http::main_router(self.state.clone()),
+            self.listener,
+            token.clone(),
+        );
         let ops = axum::serve(self.ops, http::ops_router(self.state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
             .into_future();
-        let servers = async { tokio::try_join!(main, ops) };
+        let servers = async { tokio::join!(main, ops).1 };
         tokio::pin!(servers);
         let served = tokio::select! {
-            result = &mut servers => result.map(drop),
+            result = &mut servers => result,
             () = token.cancelled() => {
                 tracing::info!("shutting down; waiting for in-flight requests");
                 match tokio::time::timeout(self.grace, &mut servers).await {
-                    Ok(result) => result.map(drop),
+                    Ok(result) => result,
                     Err(_) => {
                         tracing::warn!(
                             grace_seconds = self.grace.as_secs(),
@@ -107,9 +150,31 @@ impl Application {
                 }
             }
         };
-        self.state.pool.close();
+        self.state.vault.pool().close();
         served.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Unlocks at start from a key file: for development, or a key mounted from a secret store.
+async fn auto_unlock(vault: &Vault, path: &std::path::Path) -> anyhow::Result<()> {
+    tracing::warn!(
+        path = %path.display(),
+        "auto-unlock is configured: anyone who can read this file and the vault database can \
+         unlock the vault; use it only in development or with a secret-store mount"
+    );
+    let content = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("reading unlock.auto_unlock_key_file {}", path.display()))?;
+    let key = SecretString::from(content.trim_end_matches(['\n', '\r']).to_owned());
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+    match vault.unlock(key, "auto-unlock", localhost).await {
+        Ok(()) => Ok(()),
+        Err(crate::error::VaultError::NotInitialized) => {
+            tracing::warn!("auto-unlock skipped: the vault is not initialized yet");
+            Ok(())
+        }
+        Err(error) => Err(anyhow::anyhow!("auto-unlock failed: {error}")),
     }
 }

@@ -1,24 +1,52 @@
-//! HTTP routers: the main listener and the plain-HTTP ops listener.
+//! HTTP routers: the mTLS listener's API and the plain-HTTP ops listener.
 
+mod data;
+mod extract;
+mod keyrings;
 mod ops;
+mod sys;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::startup::AppState;
 
-/// Routes of the main listener.
+/// Routes of the mTLS listener. Each handler checks the caller's role first; the service then
+/// refuses with `VAULT_LOCKED` anything that needs keys while this replica is locked.
 pub fn main_router(state: AppState) -> Router {
-    Router::new().fallback(not_found).with_state(state)
+    let body_limit = state.vault.limits().max_body_bytes;
+    Router::new()
+        .route("/v1/sys/status", get(sys::status))
+        .route("/v1/sys/initialize", post(sys::initialize))
+        .route("/v1/sys/unlock", post(sys::unlock))
+        .route("/v1/sys/lock", post(sys::lock))
+        .route("/v1/sys/rekey", post(sys::rekey))
+        .route("/v1/sys/rotate", post(sys::rotate))
+        .route("/v1/sys/rotate-root", post(sys::rotate_root))
+        .route("/v1/encrypt", post(data::encrypt))
+        .route("/v1/decrypt", post(data::decrypt))
+        .route("/v1/rewrap", post(data::rewrap))
+        .route("/v1/keyrings/rotate", post(keyrings::rotate_all))
+        .route("/v1/keyrings/{keyring}", get(keyrings::describe).delete(keyrings::delete))
+        .route("/v1/keyrings/{keyring}/rotate", post(keyrings::rotate))
+        .route("/v1/keyrings/{keyring}/config", post(keyrings::config))
+        .route("/v1/keyrings/{keyring}/trim", post(keyrings::trim))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
 }
 
-/// Routes of the ops listener. It is plain HTTP and meant for the platform, never the internet.
+/// Routes of the ops listener: plain HTTP for the platform, never the internet.
 pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/v1/sys/status", get(sys::status))
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -26,5 +54,12 @@ async fn not_found() -> (StatusCode, axum::Json<serde_json::Value>) {
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({"error": {"code": "NOT_FOUND", "message": "no such route"}})),
+    )
+}
+
+async fn method_not_allowed() -> (StatusCode, axum::Json<serde_json::Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": "method not allowed on this route"}})),
     )
 }

@@ -12,9 +12,21 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The vault can reach its database: its database answers.
+/// Ready only when unlocked and the database answers: a locked replica cannot serve the data
+/// plane, so load balancers should not send it traffic.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match check_database(&state).await {
+    if !state.vault.is_unlocked() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "locked"})),
+        );
+    }
+    let database = async {
+        let client = state.vault.pool().get().await.map_err(|e| e.to_string())?;
+        client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    };
+    match database.await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(reason) => {
             tracing::warn!(%reason, "not ready");
@@ -24,10 +36,4 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             )
         }
     }
-}
-
-async fn check_database(state: &AppState) -> Result<(), String> {
-    let client = state.pool.get().await.map_err(|e| e.to_string())?;
-    client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
-    Ok(())
 }

@@ -1,0 +1,271 @@
+//! The `strongbox-vault` command line: the server, migrations, dev certificates and the
+//! operator commands, which talk to a running vault over mTLS.
+
+mod client;
+mod operator;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::VaultConfig;
+use crate::startup::Application;
+
+/// Strongbox vault: envelope encryption for recoverable keys, behind mutual TLS.
+#[derive(Debug, Parser)]
+#[command(name = "strongbox-vault", version)]
+pub struct Cli {
+    /// TOML configuration file (serve, migrate). `STRONGBOX_VAULT__SECTION__KEY` variables
+    /// override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How the operator commands reach the vault. Each flag falls back to the key `ops/dev` writes
+/// into `.dev/strongbox.env`, so `. .dev/strongbox.env` is enough.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Base URL of the vault's mTLS listener.
+    #[arg(long, env = "STRONGBOX_VAULT_URL", value_name = "URL")]
+    pub vault_url: Option<String>,
+    /// CA bundle that signed the vault's certificate.
+    #[arg(long, env = "STRONGBOX_TLS_CA", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The operator's client certificate.
+    #[arg(long, env = "STRONGBOX_OPERATOR_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The operator's client key.
+    #[arg(long, env = "STRONGBOX_OPERATOR_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Output formats of the operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGTERM or Ctrl-C. It starts locked.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate {
+        /// Database URL; overrides `database.url`.
+        #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Certificates for development and tests.
+    Certs {
+        /// Which set.
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Show whether the vault is initialized and unlocked. Exit status: 0 unlocked, 2 locked
+    /// or uninitialized, 1 error.
+    Status(#[command(flatten)] Connection),
+    /// Create the root key and the first KEK under a new server key; leaves this replica
+    /// unlocked.
+    Initialize {
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+        /// Generate a random 256-bit server key and print it once.
+        #[arg(long, conflicts_with = "key_stdin")]
+        generate: bool,
+        /// Read the server key from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Unlock this replica with the server key (needed after every start).
+    Unlock {
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+        /// Read the server key from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Lock this replica now: its keys are dropped from memory.
+    Lock(#[command(flatten)] Connection),
+    /// Change the server key. Atomic: the old key works until the new one does.
+    Rekey {
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+        /// Read the current key, then the new key, from the first two lines of stdin.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Add a KEK version; new DEKs are wrapped under it.
+    Rotate(#[command(flatten)] Connection),
+    /// Replace the root key and re-wrap every KEK; other replicas lock themselves.
+    RotateRoot(#[command(flatten)] Connection),
+    /// Keyring (per-workspace DEK) administration.
+    Keyring {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeyringCommand,
+    },
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a short-lived dev CA and the vault, api, rewrap and operator certificates.
+    Dev {
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// SPIFFE trust domain of the identities.
+        #[arg(long, default_value = "strongbox.local")]
+        trust_domain: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+    },
+}
+
+/// `keyring` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyringCommand {
+    /// Versions and retirement state of a keyring.
+    Show {
+        /// The keyring (the api uses the workspace id).
+        keyring: String,
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Add a DEK version to one keyring, or to all with --all.
+    Rotate {
+        /// The keyring.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        keyring: Option<String>,
+        /// Rotate every keyring.
+        #[arg(long)]
+        all: bool,
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// RAW operation: set min_decryption_version. Ciphertexts below it stop decrypting.
+    /// Prefer `strongbox-api rewrap --retire`, which first moves every stored key forward.
+    Retire {
+        /// The keyring.
+        keyring: String,
+        /// The oldest version that may still decrypt.
+        #[arg(long)]
+        min_version: i32,
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete, for good, the versions below min_decryption_version.
+    Trim {
+        /// The keyring.
+        keyring: String,
+        /// Confirm that data under those versions becomes unrecoverable.
+        #[arg(long)]
+        yes: bool,
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Crypto-shred a keyring: its recoverable keys become unrecoverable, for good.
+    Delete {
+        /// The keyring.
+        keyring: String,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command; failures print a message and set the exit code.
+    pub async fn run(self) -> ExitCode {
+        match self.dispatch().await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("strongbox-vault: {error:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn dispatch(self) -> anyhow::Result<ExitCode> {
+        let mut sources = VaultConfig::process_sources(self.config.as_deref());
+        match self.command {
+            Command::Serve => {
+                serve(&sources).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Migrate { database_url } => {
+                if let Some(url) = database_url {
+                    sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
+                }
+                // Migrating needs only the database; the rest of the config may be absent.
+                let database = sources.load::<MigrateConfig>()?.database;
+                let report = crate::migrate(&database).await?;
+                println!(
+                    "{}",
+                    match report.applied.len() {
+                        0 => "schema is up to date".to_owned(),
+                        n => format!("applied {n} migration(s): {}", report.applied.join(", ")),
+                    }
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Certs { command: CertsCommand::Dev { out, trust_domain, days } } => {
+                if !(1..=90).contains(&days) {
+                    anyhow::bail!("--days must be between 1 and 90: dev certificates are short-lived");
+                }
+                let written = crate::certs::write_dev_set(&out, &trust_domain, days)?;
+                println!(
+                    "wrote {} to {} (trust domain {trust_domain}, valid {days} days)",
+                    written.join(", "),
+                    out.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            other => operator::run(other).await,
+        }
+    }
+}
+
+/// Just the database section, for `migrate`.
+#[derive(serde::Deserialize)]
+struct MigrateConfig {
+    database: strongbox_shared::db::DatabaseConfig,
+}
+
+async fn serve(sources: &strongbox_shared::config::ConfigSources) -> anyhow::Result<()> {
+    let config = VaultConfig::from_sources(sources)?;
+    strongbox_shared::telemetry::init(&config.log)?;
+    let app = Application::build(config).await.context("starting strongbox-vault")?;
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        match strongbox_shared::shutdown::terminate_signal().await {
+            Ok(signal) => tracing::info!(signal, "stop requested"),
+            Err(error) => tracing::error!(%error, "cannot listen for stop signals; stopping"),
+        }
+        token.cancel();
+    });
+    app.run_until_stopped().await
+}

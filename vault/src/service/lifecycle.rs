@@ -1,0 +1,341 @@
+//! Initialize, unlock, lock, rekey, KEK rotation and root rotation.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+
+use super::{State, UnlockMaterial, UnlockedKeys, Vault};
+use crate::crypto::SecretKey;
+use crate::crypto::hierarchy;
+use crate::error::VaultError;
+use crate::store::{self, KekRow, RootRow};
+
+/// Shortest server key an operator may choose.
+pub const MIN_KEY_CHARS: usize = 16;
+
+/// What `GET /v1/sys/status` reports. Nothing in it is secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// A root record exists.
+    pub initialized: bool,
+    /// This replica holds its keys.
+    pub unlocked: bool,
+    /// `uninitialized`, `locked` or `unlocked`.
+    pub state: &'static str,
+    /// Version of the root key (when initialized).
+    pub root_version: Option<i32>,
+    /// Newest KEK version (when initialized).
+    pub kek_version: Option<i32>,
+    /// Argon2 parameters of the stored root record (when initialized).
+    pub argon2: Option<hierarchy::Argon2Params>,
+}
+
+fn check_strength(key: &SecretString) -> Result<(), VaultError> {
+    if key.expose_secret().chars().count() < MIN_KEY_CHARS {
+        return Err(VaultError::WeakKey { min: MIN_KEY_CHARS });
+    }
+    Ok(())
+}
+
+impl Vault {
+    /// This replica's state, with the stored record's public facts.
+    pub async fn status(&self) -> Result<Status, VaultError> {
+        let client = self.pool.get().await?;
+        let root = store::root(&client).await?;
+        let kek_version = match root {
+            Some(_) => store::latest_kek(&client).await?.map(|k| k.version),
+            None => None,
+        };
+        if root.is_some() {
+            // Another replica may have initialized since this one started.
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if matches!(*state, State::Uninitialized) {
+                *state = State::Locked;
+            }
+        }
+        let unlocked = self.is_unlocked();
+        Ok(Status {
+            initialized: root.is_some(),
+            unlocked,
+            state: match (&root, unlocked) {
+                (None, _) => "uninitialized",
+                (Some(_), false) => "locked",
+                (Some(_), true) => "unlocked",
+            },
+            root_version: root.as_ref().map(|r| r.root_version),
+            kek_version,
+            argon2: root.as_ref().map(|r| r.params),
+        })
+    }
+
+    /// Creates the root record and KEK 1 under `key`, leaving this replica unlocked.
+    pub async fn initialize(&self, key: SecretString) -> Result<(), VaultError> {
+        check_strength(&key)?;
+        let params = self.settings.unlock.argon2;
+        let salt = hierarchy::new_salt()?.to_vec();
+        let unlock = self.derive(key, params, salt.clone()).await?;
+        let root = SecretKey::generate()?;
+        let record = RootRow {
+            generation: 1,
+            root_version: 1,
+            params,
+            sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
+            salt: salt.clone(),
+        };
+        let keys = UnlockedKeys::new(
+            &root,
+            1,
+            1,
+            UnlockMaterial { key: unlock, params, salt },
+        )?;
+        let kek = SecretKey::generate()?;
+        let kek_row = KekRow {
+            version: 1,
+            root_version: 1,
+            wrapped: hierarchy::wrap_kek(&keys.kek_wrapping, 1, &kek)?,
+        };
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !store::insert_root(&tx, &record).await? {
+            drop(tx);
+            self.set_state_if_uninitialized();
+            return Err(VaultError::AlreadyInitialized);
+        }
+        store::insert_kek(&tx, &kek_row).await?;
+        store::notify(&tx, &root_notice(&record)).await?;
+        tx.commit().await?;
+        self.set_state(State::Unlocked(Arc::new(keys)));
+        tracing::info!("vault initialized and unlocked");
+        Ok(())
+    }
+
+    fn set_state_if_uninitialized(&self) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if matches!(*state, State::Uninitialized) {
+            *state = State::Locked;
+        }
+    }
+
+    /// Opens the root record with `key` and loads the KEKs. Repeated wrong keys from one client
+    /// are slowed down.
+    pub async fn unlock(&self, key: SecretString, identity: &str, ip: IpAddr) -> Result<(), VaultError> {
+        self.throttle.check(identity, ip)?;
+        let client = self.pool.get().await?;
+        let Some(record) = store::root(&client).await? else {
+            return Err(VaultError::NotInitialized);
+        };
+        drop(client);
+        let unlock = self.derive(key, record.params, record.salt.clone()).await?;
+        let root = match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
+        {
+            Ok(root) => root,
+            Err(crate::crypto::CryptoError::Authentication) => {
+                self.throttle.failure(identity, ip);
+                tracing::warn!(identity, %ip, "unlock with a wrong server key");
+                return Err(VaultError::WrongKey);
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.throttle.success(identity, ip);
+        let keys = UnlockedKeys::new(
+            &root,
+            record.root_version,
+            record.generation,
+            UnlockMaterial { key: unlock, params: record.params, salt: record.salt },
+        )?;
+        let client = self.pool.get().await?;
+        for kek in store::keks(&client).await? {
+            // A KEK that fails here is corrupt or tampered with; refuse to come up half-keyed.
+            keys.kek(&kek)?;
+        }
+        self.set_state(State::Unlocked(Arc::new(keys)));
+        tracing::info!(identity, root_version = record.root_version, "vault unlocked");
+        Ok(())
+    }
+
+    /// Drops this replica's keys.
+    pub async fn lock(&self) -> Result<(), VaultError> {
+        let client = self.pool.get().await?;
+        if store::root(&client).await?.is_none() {
+            return Err(VaultError::NotInitialized);
+        }
+        self.set_state(State::Locked);
+        tracing::info!("vault locked by an operator");
+        Ok(())
+    }
+
+    /// Changes the server key: re-seals the root key under a new unlock key, in one
+    /// compare-and-swap of the root record. Nothing else changes, so there is no partial state.
+    pub async fn rekey(
+        &self,
+        current: SecretString,
+        new: SecretString,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<(), VaultError> {
+        check_strength(&new)?;
+        self.keys()?;
+        self.throttle.check(identity, ip)?;
+        let client = self.pool.get().await?;
+        let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
+        drop(client);
+        let old_unlock = self.derive(current, record.params, record.salt.clone()).await?;
+        let root = match hierarchy::open_root(&old_unlock, record.params, &record.salt, &record.sealed_root)
+        {
+            Ok(root) => root,
+            Err(crate::crypto::CryptoError::Authentication) => {
+                self.throttle.failure(identity, ip);
+                return Err(VaultError::WrongKey);
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.throttle.success(identity, ip);
+        let params = self.settings.unlock.argon2;
+        let salt = hierarchy::new_salt()?.to_vec();
+        let unlock = self.derive(new, params, salt.clone()).await?;
+        let replacement = RootRow {
+            generation: record.generation + 1,
+            root_version: record.root_version,
+            params,
+            sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
+            salt: salt.clone(),
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !store::replace_root(&tx, record.generation, &replacement).await? {
+            return Err(VaultError::Conflict(
+                "the root record changed during the rekey; check status and retry".to_owned(),
+            ));
+        }
+        store::notify(&tx, &root_notice(&replacement)).await?;
+        tx.commit().await?;
+        // This replica keeps its keys; it now holds the new unlock key and generation.
+        let keys = UnlockedKeys::new(
+            &root,
+            replacement.root_version,
+            replacement.generation,
+            UnlockMaterial { key: unlock, params, salt },
+        )?;
+        self.set_state(State::Unlocked(Arc::new(keys)));
+        tracing::info!(identity, generation = replacement.generation, "server key changed");
+        Ok(())
+    }
+
+    /// Adds a KEK version; new DEKs are wrapped under it. Concurrent rotations produce one new
+    /// version, which every caller gets back.
+    pub async fn rotate_kek(&self) -> Result<i32, VaultError> {
+        let keys = self.keys()?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Share-lock the root so a root rotation cannot commit between wrap and insert.
+        let root_version = store::root_version_for_share(&tx).await?.ok_or(VaultError::NotInitialized)?;
+        if root_version != keys.root_version {
+            drop(tx);
+            self.lock_stale("the root key was rotated by another replica");
+            return Err(VaultError::Locked);
+        }
+        let latest = store::latest_kek(&tx).await?.map_or(0, |k| k.version);
+        let version = latest + 1;
+        let kek = SecretKey::generate()?;
+        let v = u32::try_from(version).map_err(|_| VaultError::Integrity)?;
+        let row = KekRow { version, root_version, wrapped: hierarchy::wrap_kek(&keys.kek_wrapping, v, &kek)? };
+        if !store::insert_kek(&tx, &row).await? {
+            // Another replica inserted this version first: theirs is the rotation.
+            return Ok(version);
+        }
+        store::notify(&tx, &format!("kek:{version}")).await?;
+        tx.commit().await?;
+        tracing::info!(kek_version = version, "rotated the KEK");
+        Ok(version)
+    }
+
+    /// Replaces the root key and re-wraps every KEK under it, in one transaction. Other replicas
+    /// see the new root version and lock themselves.
+    pub async fn rotate_root(&self) -> Result<i32, VaultError> {
+        let keys = self.keys()?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let record = store::root_for_update(&tx).await?.ok_or(VaultError::NotInitialized)?;
+        if record.root_version != keys.root_version {
+            drop(tx);
+            self.lock_stale("the root key was rotated by another replica");
+            return Err(VaultError::Locked);
+        }
+        let (unlock_key, params, salt) = {
+            let guard = keys.unlock.lock().unwrap_or_else(|e| e.into_inner());
+            match (&*guard, record.generation == keys.generation) {
+                (Some(m), true) => (
+                    SecretKey::from_bytes(zeroize::Zeroizing::new(*m.key.expose()))?,
+                    m.params,
+                    m.salt.clone(),
+                ),
+                _ => {
+                    return Err(VaultError::Conflict(
+                        "the server key was changed on another replica since this one was \
+                         unlocked; lock and unlock this replica with the new key, then retry"
+                            .to_owned(),
+                    ));
+                }
+            }
+        };
+        let new_root = SecretKey::generate()?;
+        let new_wrapping = hierarchy::kek_wrapping_key(&new_root)?;
+        let new_version = record.root_version + 1;
+        let mut new_keks = Vec::new();
+        for row in store::keks_for_update(&tx).await? {
+            let kek = keys.kek(&row)?;
+            let v = u32::try_from(row.version).map_err(|_| VaultError::Integrity)?;
+            let rewrapped = KekRow {
+                version: row.version,
+                root_version: new_version,
+                wrapped: hierarchy::wrap_kek(&new_wrapping, v, &kek)?,
+            };
+            store::rewrap_kek(&tx, &rewrapped).await?;
+            new_keks.push(rewrapped);
+        }
+        let replacement = RootRow {
+            generation: record.generation + 1,
+            root_version: new_version,
+            params,
+            sealed_root: hierarchy::seal_root(&unlock_key, params, &salt, &new_root)?,
+            salt: salt.clone(),
+        };
+        if !store::replace_root(&tx, record.generation, &replacement).await? {
+            return Err(VaultError::Conflict("the root record changed; retry".to_owned()));
+        }
+        store::notify(&tx, &root_notice(&replacement)).await?;
+        tx.commit().await?;
+        let fresh = UnlockedKeys::new(
+            &new_root,
+            new_version,
+            replacement.generation,
+            UnlockMaterial { key: unlock_key, params, salt },
+        )?;
+        for row in &new_keks {
+            fresh.kek(row)?;
+        }
+        self.set_state(State::Unlocked(Arc::new(fresh)));
+        tracing::info!(root_version = new_version, "rotated the root key");
+        Ok(new_version)
+    }
+
+    /// Applies a root record seen in the database (from a notification or a periodic re-check):
+    /// a new root version locks this replica; a new generation makes its unlock key stale.
+    pub fn observe_root(&self, root_version: i32, generation: i64) {
+        self.set_state_if_uninitialized();
+        let Ok(keys) = self.keys() else { return };
+        if root_version != keys.root_version {
+            self.lock_stale("the root key was rotated by another replica");
+        } else if generation != keys.generation {
+            keys.forget_unlock_key();
+        }
+    }
+}
+
+/// The notification payload announcing a root record.
+fn root_notice(record: &RootRow) -> String {
+    format!("root:{}:{}", record.root_version, record.generation)
+}

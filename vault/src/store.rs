@@ -1,0 +1,425 @@
+//! SQL for the vault database. Every function takes any client or transaction, so callers
+//! compose them into transactions.
+
+use deadpool_postgres::GenericClient;
+
+use crate::crypto::hierarchy::Argon2Params;
+
+/// Channel of the vault's change notifications.
+pub const CHANNEL: &str = "strongbox_vault";
+
+/// The root record row.
+#[derive(Debug, Clone)]
+pub struct RootRow {
+    /// Compare-and-swap token: bumped by every change.
+    pub generation: i64,
+    /// Bumped when the root key itself changes.
+    pub root_version: i32,
+    /// Argon2 parameters that derive the unlock key.
+    pub params: Argon2Params,
+    /// Argon2 salt.
+    pub salt: Vec<u8>,
+    /// The root key sealed under the unlock key.
+    pub sealed_root: Vec<u8>,
+}
+
+fn to_u32(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
+    RootRow {
+        generation: row.get("generation"),
+        root_version: row.get("root_version"),
+        params: Argon2Params {
+            m_kib: to_u32(row.get("argon2_m_kib")),
+            t: to_u32(row.get("argon2_t")),
+            p: to_u32(row.get("argon2_p")),
+        },
+        salt: row.get("salt"),
+        sealed_root: row.get("sealed_root"),
+    }
+}
+
+const ROOT_COLUMNS: &str =
+    "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, sealed_root";
+
+/// The root record, if the vault is initialized.
+pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
+    let row = c.query_opt(&format!("SELECT {ROOT_COLUMNS} FROM root_record"), &[]).await?;
+    Ok(row.as_ref().map(root_from_row))
+}
+
+/// The root record, locked until the transaction ends.
+pub async fn root_for_update(
+    c: &impl GenericClient,
+) -> Result<Option<RootRow>, tokio_postgres::Error> {
+    let row =
+        c.query_opt(&format!("SELECT {ROOT_COLUMNS} FROM root_record FOR UPDATE"), &[]).await?;
+    Ok(row.as_ref().map(root_from_row))
+}
+
+/// The root version, share-locked so no root rotation commits while the caller wraps a KEK.
+pub async fn root_version_for_share(
+    c: &impl GenericClient,
+) -> Result<Option<i32>, tokio_postgres::Error> {
+    let row = c.query_opt("SELECT root_version FROM root_record FOR SHARE", &[]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Inserts the first root record. `false` when one exists already.
+pub async fn insert_root(c: &impl GenericClient, root: &RootRow) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
+             argon2_p, salt, sealed_root) VALUES (1, $1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &root.generation,
+                &root.root_version,
+                &to_i32(root.params.m_kib),
+                &to_i32(root.params.t),
+                &to_i32(root.params.p),
+                &root.salt,
+                &root.sealed_root,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Replaces the root record if its generation is still `expected`. `false` when another change
+/// won the race.
+pub async fn replace_root(
+    c: &impl GenericClient,
+    expected_generation: i64,
+    root: &RootRow,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
+             argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, updated_at = now() \
+             WHERE generation = $1",
+            &[
+                &expected_generation,
+                &root.generation,
+                &root.root_version,
+                &to_i32(root.params.m_kib),
+                &to_i32(root.params.t),
+                &to_i32(root.params.p),
+                &root.salt,
+                &root.sealed_root,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// A stored KEK.
+#[derive(Debug, Clone)]
+pub struct KekRow {
+    /// Its version.
+    pub version: i32,
+    /// The root version it is wrapped under.
+    pub root_version: i32,
+    /// Sealed under the root's KEK-wrapping subkey.
+    pub wrapped: Vec<u8>,
+}
+
+fn kek_from_row(row: &tokio_postgres::Row) -> KekRow {
+    KekRow { version: row.get(0), root_version: row.get(1), wrapped: row.get(2) }
+}
+
+/// Every KEK, oldest first.
+pub async fn keks(c: &impl GenericClient) -> Result<Vec<KekRow>, tokio_postgres::Error> {
+    let rows =
+        c.query("SELECT version, root_version, wrapped FROM keks ORDER BY version", &[]).await?;
+    Ok(rows.iter().map(kek_from_row).collect())
+}
+
+/// Every KEK, locked for re-wrapping.
+pub async fn keks_for_update(c: &impl GenericClient) -> Result<Vec<KekRow>, tokio_postgres::Error> {
+    let rows = c
+        .query("SELECT version, root_version, wrapped FROM keks ORDER BY version FOR UPDATE", &[])
+        .await?;
+    Ok(rows.iter().map(kek_from_row).collect())
+}
+
+/// One KEK.
+pub async fn kek(c: &impl GenericClient, version: i32) -> Result<Option<KekRow>, tokio_postgres::Error> {
+    let row = c
+        .query_opt("SELECT version, root_version, wrapped FROM keks WHERE version = $1", &[&version])
+        .await?;
+    Ok(row.as_ref().map(kek_from_row))
+}
+
+/// The newest KEK.
+pub async fn latest_kek(c: &impl GenericClient) -> Result<Option<KekRow>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT version, root_version, wrapped FROM keks ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.as_ref().map(kek_from_row))
+}
+
+/// Inserts a KEK version. `false` when that version exists (a concurrent rotation won).
+pub async fn insert_kek(c: &impl GenericClient, kek: &KekRow) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "INSERT INTO keks (version, root_version, wrapped) VALUES ($1, $2, $3) \
+             ON CONFLICT (version) DO NOTHING",
+            &[&kek.version, &kek.root_version, &kek.wrapped],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Re-wraps a KEK under a new root.
+pub async fn rewrap_kek(c: &impl GenericClient, kek: &KekRow) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE keks SET root_version = $2, wrapped = $3 WHERE version = $1",
+        &[&kek.version, &kek.root_version, &kek.wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A keyring's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyringRow {
+    /// Newest DEK version: the one new encryptions use.
+    pub latest_version: i32,
+    /// Oldest version that still decrypts.
+    pub min_decryption_version: i32,
+    /// Versions below this were trimmed (deleted).
+    pub trimmed_below: i32,
+    /// Crypto-shredded.
+    pub deleted: bool,
+}
+
+fn keyring_from_row(row: &tokio_postgres::Row) -> KeyringRow {
+    KeyringRow {
+        latest_version: row.get(0),
+        min_decryption_version: row.get(1),
+        trimmed_below: row.get(2),
+        deleted: row.get(3),
+    }
+}
+
+const KEYRING_COLUMNS: &str =
+    "latest_version, min_decryption_version, trimmed_below, deleted_at IS NOT NULL";
+
+/// A keyring's state.
+pub async fn keyring(c: &impl GenericClient, name: &str) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(&format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1"), &[&name])
+        .await?;
+    Ok(row.as_ref().map(keyring_from_row))
+}
+
+/// A keyring's state, locked until the transaction ends.
+pub async fn keyring_for_update(
+    c: &impl GenericClient,
+    name: &str,
+) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1 FOR UPDATE"),
+            &[&name],
+        )
+        .await?;
+    Ok(row.as_ref().map(keyring_from_row))
+}
+
+/// Names of every live keyring.
+pub async fn keyring_names(c: &impl GenericClient) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c
+        .query("SELECT name FROM keyrings WHERE deleted_at IS NULL ORDER BY name", &[])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Creates a keyring at version 1. `false` when the name exists (live or tombstoned).
+pub async fn insert_keyring(c: &impl GenericClient, name: &str) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "INSERT INTO keyrings (name, latest_version) VALUES ($1, 1) \
+             ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Sets the latest version.
+pub async fn set_latest(c: &impl GenericClient, name: &str, version: i32) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE keyrings SET latest_version = $2, updated_at = now() WHERE name = $1",
+        &[&name, &version],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets the oldest version that decrypts.
+pub async fn set_min_decryption(
+    c: &impl GenericClient,
+    name: &str,
+    version: i32,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE keyrings SET min_decryption_version = $2, updated_at = now() WHERE name = $1",
+        &[&name, &version],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes DEK versions below `min_decryption_version`; returns the deleted versions.
+pub async fn trim(c: &impl GenericClient, name: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "DELETE FROM deks d USING keyrings k WHERE d.keyring = $1 AND k.name = $1 \
+             AND d.version < k.min_decryption_version RETURNING d.version",
+            &[&name],
+        )
+        .await?;
+    c.execute(
+        "UPDATE keyrings SET trimmed_below = min_decryption_version, updated_at = now() \
+         WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    let mut versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// Crypto-shreds a keyring: deletes every DEK and leaves a tombstone.
+pub async fn shred(c: &impl GenericClient, name: &str) -> Result<u64, tokio_postgres::Error> {
+    let deleted = c.execute("DELETE FROM deks WHERE keyring = $1", &[&name]).await?;
+    c.execute(
+        "UPDATE keyrings SET deleted_at = now(), updated_at = now() WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    Ok(deleted)
+}
+
+/// Inserts a DEK version.
+pub async fn insert_dek(
+    c: &impl GenericClient,
+    keyring: &str,
+    version: i32,
+    kek_version: i32,
+    wrapped: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO deks (keyring, version, kek_version, wrapped) VALUES ($1, $2, $3, $4)",
+        &[&keyring, &version, &kek_version, &wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A DEK and the KEK that wraps it, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct DekRow {
+    /// DEK version.
+    pub version: i32,
+    /// The KEK it is wrapped under.
+    pub kek: KekRow,
+    /// The wrapped DEK.
+    pub wrapped: Vec<u8>,
+}
+
+/// DEKs `versions` of `keyring` with their KEKs, in one statement so a concurrent re-wrap
+/// cannot pair a DEK with the wrong KEK.
+pub async fn deks(
+    c: &impl GenericClient,
+    keyring: &str,
+    versions: &[i32],
+) -> Result<Vec<DekRow>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT d.version, k.version, k.root_version, k.wrapped, d.wrapped \
+             FROM deks d JOIN keks k ON k.version = d.kek_version \
+             WHERE d.keyring = $1 AND d.version = ANY($2)",
+            &[&keyring, &versions],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DekRow {
+            version: r.get(0),
+            kek: KekRow { version: r.get(1), root_version: r.get(2), wrapped: r.get(3) },
+            wrapped: r.get(4),
+        })
+        .collect())
+}
+
+/// One version of a keyring, for `describe`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    /// DEK version.
+    pub version: i32,
+    /// KEK it is wrapped under.
+    pub kek_version: i32,
+    /// Encryptions leased against the 2^31 budget.
+    pub encryptions: i64,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+}
+
+/// The stored versions of a keyring, oldest first.
+pub async fn versions(c: &impl GenericClient, keyring: &str) -> Result<Vec<VersionInfo>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT version, kek_version, encryptions_leased, created_at FROM deks \
+             WHERE keyring = $1 ORDER BY version",
+            &[&keyring],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| VersionInfo {
+            version: r.get(0),
+            kek_version: r.get(1),
+            encryptions: r.get(2),
+            created_at: r.get(3),
+        })
+        .collect())
+}
+
+/// Leases `block` encryptions of a DEK if that keeps it within `limit`. Returns the new total,
+/// or `None` when the budget is spent.
+pub async fn lease(
+    c: &impl GenericClient,
+    keyring: &str,
+    version: i32,
+    block: i64,
+    limit: i64,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "UPDATE deks SET encryptions_leased = encryptions_leased + $3 \
+             WHERE keyring = $1 AND version = $2 AND encryptions_leased + $3 <= $4 \
+             RETURNING encryptions_leased",
+            &[&keyring, &version, &block, &limit],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Tells every replica about a change; delivered when the transaction commits.
+pub async fn notify(c: &impl GenericClient, payload: &str) -> Result<(), tokio_postgres::Error> {
+    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
+    Ok(())
+}
