@@ -121,8 +121,7 @@ pub fn uri_sans(cert: &CertificateDer<'_>) -> anyhow::Result<Vec<String>> {
     use x509_parser::extensions::GeneralName;
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert.as_ref()).context("parsing a certificate")?;
-    let Some(san) = parsed.subject_alternative_name().context("reading its SAN extension")?
-    else {
+    let Some(san) = parsed.subject_alternative_name().context("reading its SAN extension")? else {
         return Ok(Vec::new());
     };
     Ok(san

@@ -9,12 +9,18 @@
 #![warn(missing_docs)]
 
 pub mod db;
+pub mod pki;
 pub mod process;
 pub mod services;
+pub mod tempdir;
 
 pub use db::TestDb;
+pub use pki::TestPki;
 pub use process::ServiceProcess;
-pub use services::{TestApi, TestVault, spawn_api, spawn_vault};
+pub use services::{
+    SERVER_KEY, TestApi, TestVault, send, spawn_api, spawn_vault, spawn_vault_with, vault_env,
+};
+pub use tempdir::TempDir;
 
 use std::future::Future;
 use std::time::Duration;

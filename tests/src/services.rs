@@ -1,12 +1,15 @@
 //! Services started in-process through their real `Application::build`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
 
 use strongbox_shared::config::ConfigSources;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::TestDb;
+use crate::{TestDb, TestPki};
 
 /// Namespace variables that put a service on random loopback ports and a test database.
 fn base_env(prefix: &str, db: &TestDb) -> Vec<(String, String)> {
@@ -56,28 +59,168 @@ pub async fn spawn_api(db: &TestDb, extra: &[(&str, &str)]) -> TestApi {
     }
 }
 
-/// A running in-process vault.
+/// A running in-process vault replica.
 pub struct TestVault {
-    /// Base URL of the main listener.
+    /// Base URL of the mTLS listener (`https://localhost:<port>`).
     pub url: String,
     /// Base URL of the ops listener.
     pub ops_url: String,
-    /// Cancel to stop the vault gracefully.
+    /// The certificates it trusts and presents.
+    pub pki: Arc<TestPki>,
+    /// The replica's service object.
+    pub vault: Arc<strongbox_vault::service::Vault>,
+    /// Cancel to stop it gracefully.
     pub shutdown: CancellationToken,
     /// Resolves when `run_until_stopped` returns.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Builds and runs a vault on `db`; `extra` adds or overrides namespace variables.
+/// The server key tests initialize vaults with.
+pub const SERVER_KEY: &str = "test-server-key-0123456789";
+
+/// Namespace variables for a vault on `db` with `pki`'s certificates and cheap argon2.
+pub fn vault_env(db: &TestDb, pki: &TestPki) -> Vec<(String, String)> {
+    let mut env = base_env("STRONGBOX_VAULT", db);
+    let file = |name: &str| pki.path(name).display().to_string();
+    env.extend([
+        ("STRONGBOX_VAULT__TLS__CERT".to_owned(), file("vault.pem")),
+        ("STRONGBOX_VAULT__TLS__KEY".to_owned(), file("vault-key.pem")),
+        ("STRONGBOX_VAULT__TLS__CLIENT_CA".to_owned(), file("ca.pem")),
+        ("STRONGBOX_VAULT__TLS__TRUST_DOMAIN".to_owned(), crate::pki::TRUST_DOMAIN.to_owned()),
+        // The hierarchy does not depend on the cost; tests keep argon2 cheap.
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__M_KIB".to_owned(), "256".to_owned()),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__T".to_owned(), "1".to_owned()),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__P".to_owned(), "1".to_owned()),
+    ]);
+    env
+}
+
+/// Builds and runs a vault with a fresh PKI on `db`.
 pub async fn spawn_vault(db: &TestDb, extra: &[(&str, &str)]) -> TestVault {
+    spawn_vault_with(db, TestPki::new(), extra).await
+}
+
+/// Builds and runs a vault replica with `pki` on `db`; `extra` adds or overrides variables.
+pub async fn spawn_vault_with(db: &TestDb, pki: Arc<TestPki>, extra: &[(&str, &str)]) -> TestVault {
     let sources: ConfigSources = strongbox_vault::config::VaultConfig::sources()
-        .env(base_env("STRONGBOX_VAULT", db))
+        .env(vault_env(db, &pki))
         .env(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = strongbox_vault::config::VaultConfig::from_sources(&sources).unwrap();
     let app = strongbox_vault::startup::Application::build(config).await.unwrap();
     let addr = app.main_addr().unwrap();
     let ops = app.ops_addr().unwrap();
     let shutdown = app.shutdown_token();
+    let vault = app.vault();
     let task = tokio::spawn(app.run_until_stopped());
-    TestVault { url: format!("http://{addr}"), ops_url: format!("http://{ops}"), shutdown, task }
+    TestVault {
+        url: format!("https://localhost:{}", addr.port()),
+        ops_url: format!("http://{ops}"),
+        pki,
+        vault,
+        shutdown,
+        task,
+    }
+}
+
+impl TestVault {
+    /// Sends a request as `role` and returns the status and JSON body (`Null` if none).
+    pub async fn call(
+        &self,
+        role: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        send(self.pki.client(role), method, &format!("{}{path}", self.url), body).await
+    }
+
+    /// `POST path` as `role`.
+    pub async fn post(&self, role: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(role, reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `GET /v1/sys/status` as the operator.
+    pub async fn status(&self) -> Value {
+        let (status, body) =
+            self.call("operator", reqwest::Method::GET, "/v1/sys/status", None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Initializes with [`SERVER_KEY`], asserting success.
+    pub async fn initialize(&self) {
+        let (status, body) =
+            self.post("operator", "/v1/sys/initialize", json!({"key": SERVER_KEY})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Unlocks with `key`, returning the status and body.
+    pub async fn unlock(&self, key: &str) -> (u16, Value) {
+        self.post("operator", "/v1/sys/unlock", json!({"key": key})).await
+    }
+
+    /// Encrypts `plaintexts` (as UTF-8) for `keyring` with context `ctx-<i>`, asserting success.
+    pub async fn encrypt(&self, keyring: &str, plaintexts: &[&str]) -> Vec<(String, i64)> {
+        use base64::Engine as _;
+        let items: Vec<Value> = plaintexts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(p), "context": format!("ctx-{i}")})
+            })
+            .collect();
+        let (status, body) =
+            self.post("api", "/v1/encrypt", json!({"keyring": keyring, "items": items})).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (i["ciphertext"].as_str().unwrap().to_owned(), i["dek_version"].as_i64().unwrap())
+            })
+            .collect()
+    }
+
+    /// Decrypts `(ciphertext, context)` pairs; each item is `Ok(plaintext)` or `Err(code)`.
+    pub async fn decrypt(
+        &self,
+        keyring: &str,
+        items: &[(String, String)],
+    ) -> Vec<Result<String, String>> {
+        use base64::Engine as _;
+        let items: Vec<Value> =
+            items.iter().map(|(c, ctx)| json!({"ciphertext": c, "context": ctx})).collect();
+        let (status, body) =
+            self.post("api", "/v1/decrypt", json!({"keyring": keyring, "items": items})).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| match i["plaintext"].as_str() {
+                Some(p) => Ok(String::from_utf8(
+                    base64::engine::general_purpose::STANDARD.decode(p).unwrap(),
+                )
+                .unwrap()),
+                None => Err(i["error"]["code"].as_str().unwrap().to_owned()),
+            })
+            .collect()
+    }
+}
+
+/// Sends a request and returns the status and JSON body (`Null` when the body is not JSON).
+pub async fn send(
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -11,8 +11,15 @@ fn api(env: &[(&str, &str)]) -> Result<ApiConfig, ConfigError> {
     ApiConfig::from_sources(&ApiConfig::sources().env(env.iter().copied()))
 }
 
+/// The TLS options a vault cannot start without (the files need not exist to parse).
+const VAULT_TLS: [(&str, &str); 3] = [
+    ("STRONGBOX_VAULT__TLS__CERT", "/etc/strongbox/vault.pem"),
+    ("STRONGBOX_VAULT__TLS__KEY", "/etc/strongbox/vault-key.pem"),
+    ("STRONGBOX_VAULT__TLS__CLIENT_CA", "/etc/strongbox/ca.pem"),
+];
+
 fn vault(env: &[(&str, &str)]) -> Result<VaultConfig, ConfigError> {
-    VaultConfig::from_sources(&VaultConfig::sources().env(env.iter().copied()))
+    VaultConfig::from_sources(&VaultConfig::sources().env(VAULT_TLS).env(env.iter().copied()))
 }
 
 #[test]
@@ -31,6 +38,36 @@ fn vault_defaults_differ_from_the_api_listeners() {
     let config = vault(&[("STRONGBOX_VAULT__DATABASE__URL", URL)]).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:7080");
     assert_eq!(config.server.ops_listen.to_string(), "127.0.0.1:7081");
+    assert_eq!(config.tls.trust_domain, "strongbox.local");
+    assert_eq!(config.unlock.argon2.m_kib, 64 * 1024, "RFC 9106 default: 64 MiB");
+    assert_eq!(config.limits.max_items, 1000);
+}
+
+#[test]
+fn vault_requires_its_tls_files() {
+    let err = VaultConfig::from_sources(
+        &VaultConfig::sources().env([("STRONGBOX_VAULT__DATABASE__URL", URL)]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`tls`"), "{err}");
+}
+
+#[test]
+fn argon2_parameters_can_be_set_one_at_a_time_and_are_checked() {
+    let config = vault(&[
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__T", "4"),
+    ])
+    .unwrap();
+    assert_eq!((config.unlock.argon2.m_kib, config.unlock.argon2.t), (64 * 1024, 4));
+    let err = vault(&[
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__M_KIB", "1"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unlock.argon2"), "{err}");
 }
 
 #[test]

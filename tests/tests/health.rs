@@ -57,18 +57,38 @@ async fn api_is_unready_but_healthy_when_its_database_goes_away() {
 }
 
 #[tokio::test]
-async fn vault_is_healthy_and_ready_with_its_database() {
+async fn vault_is_live_but_not_ready_until_unlocked() {
     let db = TestDb::new().await;
     let vault = spawn_vault(&db, &[]).await;
     assert_eq!(get(format!("{}/healthz", vault.ops_url)).await.0, 200);
+    let (status, body) = get(format!("{}/readyz", vault.ops_url)).await;
+    assert_eq!((status, body["reason"].as_str()), (503, Some("locked")));
+    vault.initialize().await;
     assert_eq!(get(format!("{}/readyz", vault.ops_url)).await.0, 200);
+}
+
+#[tokio::test]
+async fn vault_status_is_on_the_plain_ops_port_too() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    let (status, body) = get(format!("{}/v1/sys/status", vault.ops_url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["initialized"], false);
+    // Nothing else of the vault's API is on the ops port.
+    let response =
+        http_client().post(format!("{}/v1/encrypt", vault.ops_url)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
 }
 
 #[tokio::test]
 async fn vault_unknown_routes_answer_in_the_vault_error_format() {
     let db = TestDb::new().await;
     let vault = spawn_vault(&db, &[]).await;
-    let (status, body) = get(format!("{}/v1/no-such-route", vault.url)).await;
+    let (status, body) =
+        vault.call("operator", reqwest::Method::GET, "/v1/no-such-route", None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "NOT_FOUND");
+    let (status, body) = vault.call("operator", reqwest::Method::GET, "/v1/encrypt", None).await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
 }

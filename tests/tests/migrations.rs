@@ -3,6 +3,8 @@
 use strongbox_shared::db::DatabaseConfig;
 use strongbox_tests::TestDb;
 
+const VAULT_MIGRATIONS: [&str; 2] = ["V1__create_root_record", "V2__create_keys"];
+
 async fn table_exists(db: &TestDb, table: &str) -> bool {
     let client = db.client().await;
     let row = client
@@ -26,8 +28,10 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
 async fn vault_migrations_build_the_schema_on_an_empty_database() {
     let db = TestDb::new().await;
     let report = strongbox_vault::migrate(&DatabaseConfig::from_url(db.url())).await.unwrap();
-    assert_eq!(report.applied, vec!["V1__create_root_record".to_owned()]);
-    assert!(table_exists(&db, "root_record").await);
+    assert_eq!(report.applied, VAULT_MIGRATIONS);
+    for table in ["root_record", "keks", "keyrings", "deks"] {
+        assert!(table_exists(&db, table).await, "{table}");
+    }
 }
 
 #[tokio::test]
@@ -51,11 +55,11 @@ async fn replicas_migrating_together_apply_each_migration_once() {
     for run in runs {
         applied.extend(run.await.unwrap().unwrap().applied);
     }
-    assert_eq!(applied, vec!["V1__create_root_record".to_owned()]);
+    assert_eq!(applied, VAULT_MIGRATIONS);
     let client = db.client().await;
     let rows: i64 =
         client.query_one("SELECT count(*) FROM refinery_schema_history", &[]).await.unwrap().get(0);
-    assert_eq!(rows, 1);
+    assert_eq!(rows, VAULT_MIGRATIONS.len() as i64);
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use strongbox_tests::{ServiceProcess, TestDb, eventually, http_client, spawn_api};
+use strongbox_tests::{
+    ServiceProcess, TestDb, TestPki, eventually, http_client, spawn_api, vault_env,
+};
 
 #[tokio::test]
 async fn an_in_flight_request_finishes_during_graceful_shutdown() {
@@ -47,7 +49,15 @@ fn service_env(prefix: &str, db: &TestDb) -> HashMap<String, String> {
 
 async fn stops_cleanly_on(binary: &str, prefix: &str, signal: &str) {
     let db = TestDb::new().await;
-    let mut service = ServiceProcess::start(binary, &["serve"], &service_env(prefix, &db));
+    let pki = TestPki::new();
+    let env = if prefix == "STRONGBOX_VAULT" {
+        let mut env: HashMap<String, String> = vault_env(&db, &pki).into_iter().collect();
+        env.insert(format!("{prefix}__LOG__FILTER"), "info".to_owned());
+        env
+    } else {
+        service_env(prefix, &db)
+    };
+    let mut service = ServiceProcess::start(binary, &["serve"], &env);
     let ready = service.wait_for_message(&format!("{binary} ready to serve")).await;
     let ops = ready["ops"].as_str().unwrap().to_owned();
     let response = http_client().get(format!("http://{ops}/healthz")).send().await.unwrap();

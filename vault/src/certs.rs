@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -102,7 +102,12 @@ impl DevCa {
 
     /// A server certificate for `hosts` (DNS names or IP addresses) that also carries the
     /// SPIFFE id of `role`.
-    pub fn issue_server(&self, role: &str, hosts: &[&str], validity: Validity) -> anyhow::Result<Issued> {
+    pub fn issue_server(
+        &self,
+        role: &str,
+        hosts: &[&str],
+        validity: Validity,
+    ) -> anyhow::Result<Issued> {
         let serial = serial()?;
         let mut p = params(&format!("strongbox {role}"), validity, serial)?;
         for host in hosts {

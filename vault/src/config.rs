@@ -209,10 +209,10 @@ impl VaultConfig {
             reason: format!("{e:#}"),
         })?;
         self.log.env_filter()?;
-        self.unlock.argon2.validate().map_err(|e| ConfigError::Option {
-            option: "unlock.argon2",
-            reason: e.to_string(),
-        })?;
+        self.unlock
+            .argon2
+            .validate()
+            .map_err(|e| ConfigError::Option { option: "unlock.argon2", reason: e.to_string() })?;
         if self.limits.max_items == 0 || self.limits.max_plaintext_bytes == 0 {
             return Err(ConfigError::Option {
                 option: "limits",

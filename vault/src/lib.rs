@@ -2,19 +2,19 @@
 //!
 //! [`startup::Application`] builds and runs the service; `main.rs` only parses the command line.
 
-pub mod cli;
 pub mod certs;
+pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod hardening;
-pub mod crypto;
 mod http;
 pub mod replication;
 pub mod service;
+pub mod startup;
 pub mod store;
 pub mod tls_listener;
-pub mod startup;
 
 use strongbox_shared::db::{DatabaseConfig, MigrationReport};
 

@@ -17,14 +17,22 @@ use crate::service::Vault;
 use crate::store;
 
 /// Starts the listener; it runs until `stop` is cancelled.
-pub fn spawn(vault: Arc<Vault>, database: DatabaseConfig, recheck: Duration, stop: CancellationToken) {
+pub fn spawn(
+    vault: Arc<Vault>,
+    database: DatabaseConfig,
+    recheck: Duration,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
             match listen(&vault, &database, recheck, &stop).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "vault change listener lost; reconnecting");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "vault change listener lost; reconnecting"
+                    );
                 }
             }
             tokio::select! {
@@ -100,7 +108,11 @@ async fn recheck_root(vault: &Vault, client: &tokio_postgres::Client) -> anyhow:
     Ok(())
 }
 
-async fn apply(vault: &Vault, client: &tokio_postgres::Client, payload: &str) -> anyhow::Result<()> {
+async fn apply(
+    vault: &Vault,
+    client: &tokio_postgres::Client,
+    payload: &str,
+) -> anyhow::Result<()> {
     let mut parts = payload.split(':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("root"), Some(root_version), Some(generation)) => {

@@ -52,12 +52,10 @@ impl Application {
         let files = config.tls.files();
         let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
         let pool = strongbox_shared::db::pool(&config.database)?;
-        let vault = Vault::start(
-            pool,
-            Settings { unlock: config.unlock.clone(), limits: config.limits },
-        )
-        .await
-        .context("reading the vault state")?;
+        let vault =
+            Vault::start(pool, Settings { unlock: config.unlock.clone(), limits: config.limits })
+                .await
+                .context("reading the vault state")?;
         if let Some(path) = &config.unlock.auto_unlock_key_file {
             auto_unlock(&vault, path).await?;
         }

@@ -72,7 +72,10 @@ pub async fn root_version_for_share(
 }
 
 /// Inserts the first root record. `false` when one exists already.
-pub async fn insert_root(c: &impl GenericClient, root: &RootRow) -> Result<bool, tokio_postgres::Error> {
+pub async fn insert_root(
+    c: &impl GenericClient,
+    root: &RootRow,
+) -> Result<bool, tokio_postgres::Error> {
     let n = c
         .execute(
             "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
@@ -150,9 +153,15 @@ pub async fn keks_for_update(c: &impl GenericClient) -> Result<Vec<KekRow>, toki
 }
 
 /// One KEK.
-pub async fn kek(c: &impl GenericClient, version: i32) -> Result<Option<KekRow>, tokio_postgres::Error> {
+pub async fn kek(
+    c: &impl GenericClient,
+    version: i32,
+) -> Result<Option<KekRow>, tokio_postgres::Error> {
     let row = c
-        .query_opt("SELECT version, root_version, wrapped FROM keks WHERE version = $1", &[&version])
+        .query_opt(
+            "SELECT version, root_version, wrapped FROM keks WHERE version = $1",
+            &[&version],
+        )
         .await?;
     Ok(row.as_ref().map(kek_from_row))
 }
@@ -169,7 +178,10 @@ pub async fn latest_kek(c: &impl GenericClient) -> Result<Option<KekRow>, tokio_
 }
 
 /// Inserts a KEK version. `false` when that version exists (a concurrent rotation won).
-pub async fn insert_kek(c: &impl GenericClient, kek: &KekRow) -> Result<bool, tokio_postgres::Error> {
+pub async fn insert_kek(
+    c: &impl GenericClient,
+    kek: &KekRow,
+) -> Result<bool, tokio_postgres::Error> {
     let n = c
         .execute(
             "INSERT INTO keks (version, root_version, wrapped) VALUES ($1, $2, $3) \
@@ -216,7 +228,10 @@ const KEYRING_COLUMNS: &str =
     "latest_version, min_decryption_version, trimmed_below, deleted_at IS NOT NULL";
 
 /// A keyring's state.
-pub async fn keyring(c: &impl GenericClient, name: &str) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
+pub async fn keyring(
+    c: &impl GenericClient,
+    name: &str,
+) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
     let row = c
         .query_opt(&format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1"), &[&name])
         .await?;
@@ -239,14 +254,16 @@ pub async fn keyring_for_update(
 
 /// Names of every live keyring.
 pub async fn keyring_names(c: &impl GenericClient) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = c
-        .query("SELECT name FROM keyrings WHERE deleted_at IS NULL ORDER BY name", &[])
-        .await?;
+    let rows =
+        c.query("SELECT name FROM keyrings WHERE deleted_at IS NULL ORDER BY name", &[]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Creates a keyring at version 1. `false` when the name exists (live or tombstoned).
-pub async fn insert_keyring(c: &impl GenericClient, name: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn insert_keyring(
+    c: &impl GenericClient,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
     let n = c
         .execute(
             "INSERT INTO keyrings (name, latest_version) VALUES ($1, 1) \
@@ -258,7 +275,11 @@ pub async fn insert_keyring(c: &impl GenericClient, name: &str) -> Result<bool, 
 }
 
 /// Sets the latest version.
-pub async fn set_latest(c: &impl GenericClient, name: &str, version: i32) -> Result<(), tokio_postgres::Error> {
+pub async fn set_latest(
+    c: &impl GenericClient,
+    name: &str,
+    version: i32,
+) -> Result<(), tokio_postgres::Error> {
     c.execute(
         "UPDATE keyrings SET latest_version = $2, updated_at = now() WHERE name = $1",
         &[&name, &version],
@@ -379,7 +400,10 @@ pub struct VersionInfo {
 }
 
 /// The stored versions of a keyring, oldest first.
-pub async fn versions(c: &impl GenericClient, keyring: &str) -> Result<Vec<VersionInfo>, tokio_postgres::Error> {
+pub async fn versions(
+    c: &impl GenericClient,
+    keyring: &str,
+) -> Result<Vec<VersionInfo>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT version, kek_version, encryptions_leased, created_at FROM deks \

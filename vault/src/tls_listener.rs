@@ -53,7 +53,12 @@ pub async fn serve(
         let settings = settings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
+            let stream = match tokio::time::timeout(
+                settings.handshake_timeout,
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::info!(%addr, %error, "TLS handshake refused");

@@ -87,7 +87,10 @@ impl VaultClient {
             chain.push_str(&format!(": {e}"));
             source = e.source();
         }
-        let hint = if chain.contains("certificate") || chain.contains("handshake") || chain.contains("alert") {
+        let hint = if chain.contains("certificate")
+            || chain.contains("handshake")
+            || chain.contains("alert")
+        {
             "check that STRONGBOX_TLS_CA signed the vault's certificate and that the operator \
              certificate is current and from the CA the vault trusts"
         } else if error.is_timeout() {
@@ -103,20 +106,33 @@ impl VaultClient {
 fn advice(status: u16, code: &str, message: &str, retry_after: Option<&str>) -> String {
     let next = match code {
         "VAULT_LOCKED" => "unlock it: strongbox-vault unlock".to_owned(),
-        "NOT_INITIALIZED" => "initialize it first: strongbox-vault initialize --generate".to_owned(),
-        "ALREADY_INITIALIZED" => "it is set up already; after a restart use: strongbox-vault unlock".to_owned(),
-        "WRONG_KEY" => "check the key in your password manager; wrong keys are slowed down after a few tries".to_owned(),
+        "NOT_INITIALIZED" => {
+            "initialize it first: strongbox-vault initialize --generate".to_owned()
+        }
+        "ALREADY_INITIALIZED" => {
+            "it is set up already; after a restart use: strongbox-vault unlock".to_owned()
+        }
+        "WRONG_KEY" => {
+            "check the key in your password manager; wrong keys are slowed down after a few tries"
+                .to_owned()
+        }
         "TOO_MANY_ATTEMPTS" => format!(
             "wait {} seconds, then try again with the right key",
             retry_after.unwrap_or("a few")
         ),
         "WEAK_KEY" => "choose a longer key, or let the vault make one: --generate".to_owned(),
-        "FORBIDDEN" => "use the operator certificate (STRONGBOX_OPERATOR_CERT and STRONGBOX_OPERATOR_KEY)".to_owned(),
+        "FORBIDDEN" => {
+            "use the operator certificate (STRONGBOX_OPERATOR_CERT and STRONGBOX_OPERATOR_KEY)"
+                .to_owned()
+        }
         "CONFLICT" => "another change happened at the same time; check status and retry".to_owned(),
         "KEYRING_NOT_FOUND" => "check the keyring name (the api uses the workspace id)".to_owned(),
         "KEYRING_DELETED" => "this keyring was crypto-shredded; it cannot be used again".to_owned(),
         "INVALID_VERSION" => "see `strongbox-vault keyring show` for the versions".to_owned(),
-        "INTEGRITY_ERROR" => "stored key material failed authentication: treat as tampering, see the runbook".to_owned(),
+        "INTEGRITY_ERROR" => {
+            "stored key material failed authentication: treat as tampering, see the runbook"
+                .to_owned()
+        }
         _ => "see the vault's log for details".to_owned(),
     };
     format!("{message} ({code}, HTTP {status})\n  next: {next}")

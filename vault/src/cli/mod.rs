@@ -234,7 +234,9 @@ impl Cli {
             }
             Command::Certs { command: CertsCommand::Dev { out, trust_domain, days } } => {
                 if !(1..=90).contains(&days) {
-                    anyhow::bail!("--days must be between 1 and 90: dev certificates are short-lived");
+                    anyhow::bail!(
+                        "--days must be between 1 and 90: dev certificates are short-lived"
+                    );
                 }
                 let written = crate::certs::write_dev_set(&out, &trust_domain, days)?;
                 println!(

@@ -20,8 +20,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print(&c, &status, |s| {
                 format!(
                     "initialized:  {}\nunlocked:     {}\nstate:        {}\nroot version: {}\nkek version:  {}",
-                    s["initialized"], s["unlocked"], s["state"].as_str().unwrap_or("?"),
-                    s["root_version"], s["kek_version"]
+                    s["initialized"],
+                    s["unlocked"],
+                    s["state"].as_str().unwrap_or("?"),
+                    s["root_version"],
+                    s["kek_version"]
                 )
             });
             Ok(if status["unlocked"] == true { ExitCode::SUCCESS } else { ExitCode::from(2) })
@@ -32,14 +35,21 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             client.post("/v1/sys/initialize", Some(&json!({"key": key.expose_secret()}))).await?;
             if generate {
                 match connection.output {
-                    Output::Json => println!("{}", json!({"initialized": true, "unlocked": true, "server_key": key.expose_secret()})),
+                    Output::Json => println!(
+                        "{}",
+                        json!({"initialized": true, "unlocked": true, "server_key": key.expose_secret()})
+                    ),
                     Output::Text => println!(
                         "The vault is initialized and unlocked.\n\nServer key (shown once; store it in your password manager now):\n\n    {}\n\nWithout it the vault cannot be unlocked and recoverable keys are lost.",
                         key.expose_secret()
                     ),
                 }
             } else {
-                done(&connection, json!({"initialized": true, "unlocked": true}), "The vault is initialized and unlocked.");
+                done(
+                    &connection,
+                    json!({"initialized": true, "unlocked": true}),
+                    "The vault is initialized and unlocked.",
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -52,14 +62,19 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Lock(c) => {
             VaultClient::new(&c)?.post("/v1/sys/lock", None).await?;
-            done(&c, json!({"unlocked": false}), "Locked. This replica's keys are gone from memory; unlock it to serve again.");
+            done(
+                &c,
+                json!({"unlocked": false}),
+                "Locked. This replica's keys are gone from memory; unlock it to serve again.",
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Rekey { connection, key_stdin } => {
             let client = VaultClient::new(&connection)?;
             let (current, new) = if key_stdin {
                 let mut lines = std::io::stdin().lock().lines();
-                let current = lines.next().context("stdin: expected the current key on line 1")??;
+                let current =
+                    lines.next().context("stdin: expected the current key on line 1")??;
                 let new = lines.next().context("stdin: expected the new key on line 2")??;
                 (SecretString::from(current), SecretString::from(new))
             } else {
@@ -69,17 +84,28 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             client
                 .post("/v1/sys/rekey", Some(&json!({"current_key": current.expose_secret(), "new_key": new.expose_secret()})))
                 .await?;
-            done(&connection, json!({"rekeyed": true}), "Server key changed. Unlock with the new key from now on, on every replica.");
+            done(
+                &connection,
+                json!({"rekeyed": true}),
+                "Server key changed. Unlock with the new key from now on, on every replica.",
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Rotate(c) => {
             let r = VaultClient::new(&c)?.post("/v1/sys/rotate", None).await?;
-            print(&c, &r, |r| format!("New KEK version {}. New DEKs are wrapped under it.", r["kek_version"]));
+            print(&c, &r, |r| {
+                format!("New KEK version {}. New DEKs are wrapped under it.", r["kek_version"])
+            });
             Ok(ExitCode::SUCCESS)
         }
         Command::RotateRoot(c) => {
             let r = VaultClient::new(&c)?.post("/v1/sys/rotate-root", None).await?;
-            print(&c, &r, |r| format!("New root key version {}. Every other replica has locked itself: unlock each one.", r["root_version"]));
+            print(&c, &r, |r| {
+                format!(
+                    "New root key version {}. Every other replica has locked itself: unlock each one.",
+                    r["root_version"]
+                )
+            });
             Ok(ExitCode::SUCCESS)
         }
         Command::Keyring { command } => keyring(command).await,
@@ -96,12 +122,18 @@ async fn keyring(command: KeyringCommand) -> anyhow::Result<ExitCode> {
             print(&connection, &d, |d| {
                 let mut out = format!(
                     "keyring {}\nlatest version:         {}\nmin decryption version: {}\ntrimmed below:          {}\nversions:",
-                    d["keyring"].as_str().unwrap_or("?"), d["latest_version"], d["min_decryption_version"], d["trimmed_below"]
+                    d["keyring"].as_str().unwrap_or("?"),
+                    d["latest_version"],
+                    d["min_decryption_version"],
+                    d["trimmed_below"]
                 );
                 for v in d["versions"].as_array().into_iter().flatten() {
                     out.push_str(&format!(
                         "\n  v{}  kek v{}  {} encryptions leased  created {}",
-                        v["version"], v["kek_version"], v["encryptions"], v["created_at"].as_str().unwrap_or("?")
+                        v["version"],
+                        v["kek_version"],
+                        v["encryptions"],
+                        v["created_at"].as_str().unwrap_or("?")
                     ));
                 }
                 out
@@ -115,8 +147,15 @@ async fn keyring(command: KeyringCommand) -> anyhow::Result<ExitCode> {
                 (None, false) => bail!("name a keyring or pass --all"),
             };
             print(&connection, &r, |r| match r["keyrings"].as_array() {
-                Some(all) => format!("Rotated {} keyring(s). Now run `strongbox-api rewrap` to move stored keys forward.", all.len()),
-                None => format!("Keyring {} is now at version {}. Now run `strongbox-api rewrap` to move stored keys forward.", r["keyring"].as_str().unwrap_or("?"), r["version"]),
+                Some(all) => format!(
+                    "Rotated {} keyring(s). Now run `strongbox-api rewrap` to move stored keys forward.",
+                    all.len()
+                ),
+                None => format!(
+                    "Keyring {} is now at version {}. Now run `strongbox-api rewrap` to move stored keys forward.",
+                    r["keyring"].as_str().unwrap_or("?"),
+                    r["version"]
+                ),
             });
         }
         KeyringCommand::Retire { keyring, min_version, connection } => {
@@ -124,23 +163,44 @@ async fn keyring(command: KeyringCommand) -> anyhow::Result<ExitCode> {
                 "note: this is the raw operation. Ciphertexts below version {min_version} stop decrypting at once;\n      `strongbox-api rewrap --retire` moves stored keys forward first. Raising it is reversible until a trim."
             );
             let d = VaultClient::new(&connection)?
-                .post(&format!("/v1/keyrings/{keyring}/config"), Some(&json!({"min_decryption_version": min_version})))
+                .post(
+                    &format!("/v1/keyrings/{keyring}/config"),
+                    Some(&json!({"min_decryption_version": min_version})),
+                )
                 .await?;
-            print(&connection, &d, |d| format!("Keyring {} decrypts versions {} to {}.", keyring, d["min_decryption_version"], d["latest_version"]));
+            print(&connection, &d, |d| {
+                format!(
+                    "Keyring {} decrypts versions {} to {}.",
+                    keyring, d["min_decryption_version"], d["latest_version"]
+                )
+            });
         }
         KeyringCommand::Trim { keyring, yes, connection } => {
             if !yes {
-                bail!("trimming deletes key versions for good; data sealed under them is lost. Re-run with --yes to confirm");
+                bail!(
+                    "trimming deletes key versions for good; data sealed under them is lost. Re-run with --yes to confirm"
+                );
             }
-            let r = VaultClient::new(&connection)?.post(&format!("/v1/keyrings/{keyring}/trim"), None).await?;
-            print(&connection, &r, |r| format!("Deleted versions {} of keyring {keyring}.", r["trimmed_versions"]));
+            let r = VaultClient::new(&connection)?
+                .post(&format!("/v1/keyrings/{keyring}/trim"), None)
+                .await?;
+            print(&connection, &r, |r| {
+                format!("Deleted versions {} of keyring {keyring}.", r["trimmed_versions"])
+            });
         }
         KeyringCommand::Delete { keyring, yes, connection } => {
             if !yes {
-                bail!("deleting a keyring crypto-shreds every recoverable key of that workspace, for good. Re-run with --yes to confirm");
+                bail!(
+                    "deleting a keyring crypto-shreds every recoverable key of that workspace, for good. Re-run with --yes to confirm"
+                );
             }
-            let r = VaultClient::new(&connection)?.delete(&format!("/v1/keyrings/{keyring}")).await?;
-            print(&connection, &r, |_| format!("Keyring {keyring} is crypto-shredded. Key verification is unaffected; recoverable keys are gone. An older vault backup would bring it back: see the runbook."));
+            let r =
+                VaultClient::new(&connection)?.delete(&format!("/v1/keyrings/{keyring}")).await?;
+            print(&connection, &r, |_| {
+                format!(
+                    "Keyring {keyring} is crypto-shredded. Key verification is unaffected; recoverable keys are gone. An older vault backup would bring it back: see the runbook."
+                )
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -168,7 +228,9 @@ fn check_length(key: &SecretString) -> anyhow::Result<()> {
 fn generated_key() -> anyhow::Result<SecretString> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     crate::crypto::random_fill(bytes.as_mut_slice())?;
-    Ok(SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice())))
+    Ok(SecretString::from(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_slice()),
+    ))
 }
 
 fn read_stdin_line() -> anyhow::Result<SecretString> {
@@ -185,7 +247,8 @@ fn existing_key(from_stdin: bool, prompt: &str) -> anyhow::Result<SecretString> 
     if from_stdin {
         return read_stdin_line();
     }
-    let key = rpassword::prompt_password(prompt).context("reading the key (no terminal? use --key-stdin)")?;
+    let key = rpassword::prompt_password(prompt)
+        .context("reading the key (no terminal? use --key-stdin)")?;
     Ok(SecretString::from(key))
 }
 

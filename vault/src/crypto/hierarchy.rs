@@ -28,7 +28,7 @@ const KEK_WRAP_INFO: &[u8] = b"strongbox/v1/kek-wrap";
 /// Argon2id cost parameters. They are stored beside the root record, so they can be raised later
 /// (by a rekey) without losing the ability to open records made under older ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Argon2Params {
     /// Memory cost in KiB.
     pub m_kib: u32,

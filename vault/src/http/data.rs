@@ -97,7 +97,10 @@ pub async fn encrypt(
     Ok(Json(json!({"items": items})))
 }
 
-fn cipher_items(state: &AppState, body: CipherBody) -> Result<(KeyringName, Vec<(String, String)>), VaultError> {
+fn cipher_items(
+    state: &AppState,
+    body: CipherBody,
+) -> Result<(KeyringName, Vec<(String, String)>), VaultError> {
     let keyring = KeyringName::parse(&body.keyring)?;
     check_batch(state, body.items.len())?;
     let mut items = Vec::with_capacity(body.items.len());

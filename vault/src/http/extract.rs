@@ -57,7 +57,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(describe)?;
-        de.end().map_err(|_| VaultError::InvalidRequest("trailing data after the JSON body".into()))?;
+        de.end()
+            .map_err(|_| VaultError::InvalidRequest("trailing data after the JSON body".into()))?;
         Ok(Self(value))
     }
 }

@@ -60,6 +60,8 @@ async fn not_found() -> (StatusCode, axum::Json<serde_json::Value>) {
 async fn method_not_allowed() -> (StatusCode, axum::Json<serde_json::Value>) {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": "method not allowed on this route"}})),
+        axum::Json(
+            json!({"error": {"code": "METHOD_NOT_ALLOWED", "message": "method not allowed on this route"}}),
+        ),
     )
 }

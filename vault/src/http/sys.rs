@@ -56,7 +56,10 @@ pub async fn unlock(
 }
 
 /// `POST /v1/sys/lock`.
-pub async fn lock(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, VaultError> {
+pub async fn lock(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, VaultError> {
     caller.require(&[Role::Operator])?;
     state.vault.lock().await?;
     tracing::info!(identity = %caller.0.identity, "locked");
@@ -79,7 +82,10 @@ pub async fn rekey(
 }
 
 /// `POST /v1/sys/rotate`: a new KEK version.
-pub async fn rotate(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, VaultError> {
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, VaultError> {
     caller.require(&[Role::Operator])?;
     let version = state.vault.rotate_kek().await?;
     Ok(Json(json!({"kek_version": version})))

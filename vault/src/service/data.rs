@@ -12,8 +12,8 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::{CachedDek, UnlockedKeys, Vault};
-use crate::crypto::envelope::{self, Ciphertext};
 use crate::crypto::CryptoError;
+use crate::crypto::envelope::{self, Ciphertext};
 use crate::domain::KeyringName;
 use crate::error::VaultError;
 use crate::store::{self, KeyringRow};
@@ -144,7 +144,8 @@ impl Vault {
     ) -> Result<Vec<Sealed>, VaultError> {
         let keys = self.keys()?;
         let mut client = self.pool.get().await?;
-        let (version, dek) = self.dek_for_encryption(&mut client, &keys, keyring, items.len()).await?;
+        let (version, dek) =
+            self.dek_for_encryption(&mut client, &keys, keyring, items.len()).await?;
         let v = u32::try_from(version).map_err(|_| VaultError::Integrity)?;
         items
             .iter()
@@ -234,7 +235,8 @@ impl Vault {
         let mut client = self.pool.get().await?;
         let row = self.live_keyring(&client, keyring).await?;
         let opened = self.open_items(&client, &keys, keyring, row, items).await?;
-        let stale = opened.iter().filter(|r| matches!(r, Ok((_, v)) if *v != row.latest_version)).count();
+        let stale =
+            opened.iter().filter(|r| matches!(r, Ok((_, v)) if *v != row.latest_version)).count();
         let target = if stale > 0 {
             Some(self.dek_for_encryption(&mut client, &keys, keyring, stale).await?)
         } else {
@@ -251,7 +253,8 @@ impl Vault {
                 match &target {
                     Some((latest, dek)) if version != *latest => {
                         let v = u32::try_from(*latest).map_err(|_| VaultError::Integrity)?;
-                        let ct = envelope::seal(dek.key(), keyring.as_str(), v, context, &plaintext)?;
+                        let ct =
+                            envelope::seal(dek.key(), keyring.as_str(), v, context, &plaintext)?;
                         Ok(Ok(Sealed { ciphertext: ct.encode(), dek_version: *latest }))
                     }
                     _ => Ok(Ok(Sealed { ciphertext: ciphertext.clone(), dek_version: version })),

@@ -127,7 +127,8 @@ impl Vault {
         {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
-            let row = store::keyring_for_update(&tx, name).await?.ok_or(VaultError::KeyringNotFound)?;
+            let row =
+                store::keyring_for_update(&tx, name).await?.ok_or(VaultError::KeyringNotFound)?;
             if row.deleted {
                 return Err(VaultError::KeyringDeleted);
             }
@@ -143,7 +144,11 @@ impl Vault {
             tx.commit().await?;
         }
         keys.forget_keyring(name);
-        tracing::info!(keyring = name, min_decryption_version = version, "set min decryption version");
+        tracing::info!(
+            keyring = name,
+            min_decryption_version = version,
+            "set min decryption version"
+        );
         self.describe(keyring).await
     }
 

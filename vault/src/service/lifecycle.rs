@@ -84,12 +84,7 @@ impl Vault {
             sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
             salt: salt.clone(),
         };
-        let keys = UnlockedKeys::new(
-            &root,
-            1,
-            1,
-            UnlockMaterial { key: unlock, params, salt },
-        )?;
+        let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
         let kek = SecretKey::generate()?;
         let kek_row = KekRow {
             version: 1,
@@ -121,7 +116,12 @@ impl Vault {
 
     /// Opens the root record with `key` and loads the KEKs. Repeated wrong keys from one client
     /// are slowed down.
-    pub async fn unlock(&self, key: SecretString, identity: &str, ip: IpAddr) -> Result<(), VaultError> {
+    pub async fn unlock(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<(), VaultError> {
         self.throttle.check(identity, ip)?;
         let client = self.pool.get().await?;
         let Some(record) = store::root(&client).await? else {
@@ -129,16 +129,16 @@ impl Vault {
         };
         drop(client);
         let unlock = self.derive(key, record.params, record.salt.clone()).await?;
-        let root = match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
-        {
-            Ok(root) => root,
-            Err(crate::crypto::CryptoError::Authentication) => {
-                self.throttle.failure(identity, ip);
-                tracing::warn!(identity, %ip, "unlock with a wrong server key");
-                return Err(VaultError::WrongKey);
-            }
-            Err(other) => return Err(other.into()),
-        };
+        let root =
+            match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
+                Ok(root) => root,
+                Err(crate::crypto::CryptoError::Authentication) => {
+                    self.throttle.failure(identity, ip);
+                    tracing::warn!(identity, %ip, "unlock with a wrong server key");
+                    return Err(VaultError::WrongKey);
+                }
+                Err(other) => return Err(other.into()),
+            };
         self.throttle.success(identity, ip);
         let keys = UnlockedKeys::new(
             &root,
@@ -183,8 +183,12 @@ impl Vault {
         let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
         drop(client);
         let old_unlock = self.derive(current, record.params, record.salt.clone()).await?;
-        let root = match hierarchy::open_root(&old_unlock, record.params, &record.salt, &record.sealed_root)
-        {
+        let root = match hierarchy::open_root(
+            &old_unlock,
+            record.params,
+            &record.salt,
+            &record.sealed_root,
+        ) {
             Ok(root) => root,
             Err(crate::crypto::CryptoError::Authentication) => {
                 self.throttle.failure(identity, ip);
@@ -231,7 +235,8 @@ impl Vault {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Share-lock the root so a root rotation cannot commit between wrap and insert.
-        let root_version = store::root_version_for_share(&tx).await?.ok_or(VaultError::NotInitialized)?;
+        let root_version =
+            store::root_version_for_share(&tx).await?.ok_or(VaultError::NotInitialized)?;
         if root_version != keys.root_version {
             drop(tx);
             self.lock_stale("the root key was rotated by another replica");
@@ -241,7 +246,11 @@ impl Vault {
         let version = latest + 1;
         let kek = SecretKey::generate()?;
         let v = u32::try_from(version).map_err(|_| VaultError::Integrity)?;
-        let row = KekRow { version, root_version, wrapped: hierarchy::wrap_kek(&keys.kek_wrapping, v, &kek)? };
+        let row = KekRow {
+            version,
+            root_version,
+            wrapped: hierarchy::wrap_kek(&keys.kek_wrapping, v, &kek)?,
+        };
         if !store::insert_kek(&tx, &row).await? {
             // Another replica inserted this version first: theirs is the rotation.
             return Ok(version);

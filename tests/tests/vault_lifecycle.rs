@@ -1,0 +1,238 @@
+//! The vault lifecycle on real replicas over real mTLS: initialize, unlock, lock, restart,
+//! rekey, KEK rotation, root rotation, and the throttling of wrong keys.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use strongbox_tests::{SERVER_KEY, TestDb, eventually, spawn_vault, spawn_vault_with};
+
+#[tokio::test]
+async fn status_reports_every_step_of_the_lifecycle() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    let s = vault.status().await;
+    assert_eq!(
+        (s["initialized"].clone(), s["unlocked"].clone(), s["state"].clone()),
+        (json!(false), json!(false), json!("uninitialized"))
+    );
+    assert_eq!(s["root_version"], serde_json::Value::Null);
+
+    vault.initialize().await;
+    let s = vault.status().await;
+    assert_eq!(
+        (s["initialized"].clone(), s["unlocked"].clone(), s["state"].clone()),
+        (json!(true), json!(true), json!("unlocked"))
+    );
+    assert_eq!((s["root_version"].clone(), s["kek_version"].clone()), (json!(1), json!(1)));
+    assert_eq!(s["argon2"]["m_kib"], 256);
+
+    let (status, _) = vault.post("operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(vault.status().await["state"], "locked");
+
+    assert_eq!(vault.unlock(SERVER_KEY).await.0, 200);
+    assert_eq!(vault.status().await["state"], "unlocked");
+}
+
+#[tokio::test]
+async fn initializing_twice_is_a_conflict() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let (status, body) = vault
+        .post("operator", "/v1/sys/initialize", json!({"key": "another-key-0123456789"}))
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("ALREADY_INITIALIZED")));
+}
+
+#[tokio::test]
+async fn unlock_before_initialize_says_so() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    let (status, body) = vault.unlock(SERVER_KEY).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("NOT_INITIALIZED")));
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_and_the_right_key_unlocks() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    vault.post("operator", "/v1/sys/lock", json!({})).await;
+    let (status, body) = vault.unlock("not-the-server-key-at-all").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("WRONG_KEY")));
+    assert!(!body.to_string().contains("not-the-server-key"), "the key is never echoed: {body}");
+    assert_eq!(vault.status().await["unlocked"], false);
+    assert_eq!(vault.unlock(SERVER_KEY).await.0, 200);
+}
+
+#[tokio::test]
+async fn short_server_keys_are_refused() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    let (status, body) =
+        vault.post("operator", "/v1/sys/initialize", json!({"key": "fifteen-chars!!"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("WEAK_KEY")));
+    assert_eq!(vault.status().await["initialized"], false, "nothing was written");
+    vault.initialize().await;
+    let (status, body) = vault
+        .post("operator", "/v1/sys/rekey", json!({"current_key": SERVER_KEY, "new_key": "short"}))
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("WEAK_KEY")));
+}
+
+#[tokio::test]
+async fn repeated_wrong_keys_from_one_client_are_slowed_down() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[("STRONGBOX_VAULT__UNLOCK__FREE_FAILURES", "3")]).await;
+    vault.initialize().await;
+    vault.post("operator", "/v1/sys/lock", json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(vault.unlock("wrong-key-wrong-key-wrong").await.0, 403);
+    }
+    let response = vault
+        .pki
+        .client("operator")
+        .post(format!("{}/v1/sys/unlock", vault.url))
+        .json(&json!({"key": SERVER_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429, "even the right key waits its turn");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_ATTEMPTS");
+    // Once the wait is over the right key works (an awaited deadline, not a guess).
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(vault.unlock(SERVER_KEY).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_restarted_replica_comes_up_locked() {
+    let db = TestDb::new().await;
+    let first = spawn_vault(&db, &[]).await;
+    first.initialize().await;
+    let sealed = first.encrypt("ws_restart", &["sk_before_restart"]).await;
+    first.shutdown.cancel();
+    first.task.await.unwrap().unwrap();
+
+    let second = spawn_vault_with(&db, first.pki.clone(), &[]).await;
+    let s = second.status().await;
+    assert_eq!((s["initialized"].clone(), s["unlocked"].clone()), (json!(true), json!(false)));
+    let (status, body) = second
+        .post("api", "/v1/decrypt", json!({"keyring": "ws_restart", "items": [{"ciphertext": sealed[0].0, "context": "ctx-0"}]}))
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("VAULT_LOCKED")));
+    assert_eq!(second.unlock(SERVER_KEY).await.0, 200);
+    let opened = second.decrypt("ws_restart", &[(sealed[0].0.clone(), "ctx-0".into())]).await;
+    assert_eq!(opened, vec![Ok("sk_before_restart".to_owned())]);
+}
+
+#[tokio::test]
+async fn after_a_rekey_the_old_key_fails_and_the_new_key_works() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let sealed = vault.encrypt("ws_rekey", &["sk_survives_rekey"]).await;
+    let new_key = "the-new-server-key-after-rekey";
+    let (status, body) = vault
+        .post("operator", "/v1/sys/rekey", json!({"current_key": SERVER_KEY, "new_key": new_key}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Still unlocked, and still serving.
+    assert_eq!(vault.status().await["unlocked"], true);
+    vault.post("operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(vault.unlock(SERVER_KEY).await.1["error"]["code"], "WRONG_KEY");
+    assert_eq!(vault.unlock(new_key).await.0, 200);
+    let opened = vault.decrypt("ws_rekey", &[(sealed[0].0.clone(), "ctx-0".into())]).await;
+    assert_eq!(opened, vec![Ok("sk_survives_rekey".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_rekey_with_the_wrong_current_key_changes_nothing() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let (status, body) = vault
+        .post(
+            "operator",
+            "/v1/sys/rekey",
+            json!({"current_key": "wrong-current-key-xx", "new_key": "a-new-key-0123456789"}),
+        )
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("WRONG_KEY")));
+    vault.post("operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(vault.unlock(SERVER_KEY).await.0, 200);
+}
+
+#[tokio::test]
+async fn concurrent_rekeys_cannot_both_win() {
+    let db = TestDb::new().await;
+    let a = spawn_vault(&db, &[]).await;
+    a.initialize().await;
+    let b = spawn_vault_with(&db, a.pki.clone(), &[]).await;
+    assert_eq!(b.unlock(SERVER_KEY).await.0, 200);
+    let key_a = "new-key-chosen-by-operator-a";
+    let key_b = "new-key-chosen-by-operator-b";
+    let (ra, rb) = tokio::join!(
+        a.post("operator", "/v1/sys/rekey", json!({"current_key": SERVER_KEY, "new_key": key_a})),
+        b.post("operator", "/v1/sys/rekey", json!({"current_key": SERVER_KEY, "new_key": key_b})),
+    );
+    let wins: Vec<&str> =
+        [(ra.0, key_a), (rb.0, key_b)].iter().filter(|(s, _)| *s == 200).map(|(_, k)| *k).collect();
+    assert_eq!(wins.len(), 1, "exactly one rekey wins: {ra:?} {rb:?}");
+    let loser = if ra.0 == 200 { &rb } else { &ra };
+    assert!(
+        matches!(loser.1["error"]["code"].as_str(), Some("CONFLICT" | "WRONG_KEY")),
+        "the loser learns it lost: {loser:?}"
+    );
+    let (winner_key, loser_key) = if ra.0 == 200 { (key_a, key_b) } else { (key_b, key_a) };
+    a.post("operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(a.unlock(loser_key).await.0, 403);
+    assert_eq!(a.unlock(SERVER_KEY).await.0, 403);
+    assert_eq!(a.unlock(winner_key).await.0, 200);
+}
+
+#[tokio::test]
+async fn kek_rotation_wraps_new_deks_under_the_new_kek() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let old = vault.encrypt("ws_kek_old", &["sk_under_kek1"]).await;
+    let (status, body) = vault.post("operator", "/v1/sys/rotate", json!({})).await;
+    assert_eq!((status, body["kek_version"].as_i64()), (200, Some(2)));
+    assert_eq!(vault.status().await["kek_version"], 2);
+    vault.encrypt("ws_kek_new", &["sk_under_kek2"]).await;
+    let (_, described) = vault.call("operator", Method::GET, "/v1/keyrings/ws_kek_new", None).await;
+    assert_eq!(described["versions"][0]["kek_version"], 2);
+    let (_, described) = vault.call("operator", Method::GET, "/v1/keyrings/ws_kek_old", None).await;
+    assert_eq!(described["versions"][0]["kek_version"], 1);
+    let opened = vault.decrypt("ws_kek_old", &[(old[0].0.clone(), "ctx-0".into())]).await;
+    assert_eq!(opened, vec![Ok("sk_under_kek1".to_owned())]);
+}
+
+#[tokio::test]
+async fn root_rotation_locks_the_other_replica_and_keeps_every_key() {
+    let db = TestDb::new().await;
+    let a = spawn_vault(&db, &[]).await;
+    a.initialize().await;
+    let b = spawn_vault_with(&db, a.pki.clone(), &[]).await;
+    assert_eq!(b.unlock(SERVER_KEY).await.0, 200);
+    let sealed = a.encrypt("ws_root", &["sk_survives_root_rotation"]).await;
+
+    let (status, body) = a.post("operator", "/v1/sys/rotate-root", json!({})).await;
+    assert_eq!((status, body["root_version"].as_i64()), (200, Some(2)), "{body}");
+    assert_eq!(a.status().await["unlocked"], true, "the rotating replica stays unlocked");
+    eventually(Duration::from_secs(10), "replica b to lock itself", || async {
+        (b.status().await["unlocked"] == false).then_some(())
+    })
+    .await;
+    // The same server key unlocks the new root.
+    assert_eq!(b.unlock(SERVER_KEY).await.0, 200);
+    for replica in [&a, &b] {
+        let opened = replica.decrypt("ws_root", &[(sealed[0].0.clone(), "ctx-0".into())]).await;
+        assert_eq!(opened, vec![Ok("sk_survives_root_rotation".to_owned())]);
+    }
+}
