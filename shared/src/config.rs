@@ -79,6 +79,7 @@ pub enum ConfigError {
 pub struct ConfigSources {
     namespace: &'static str,
     defaults: Vec<(&'static str, &'static str)>,
+    lists: Vec<&'static str>,
     toml: Option<TomlSource>,
     env: Vec<(String, String)>,
 }
@@ -92,7 +93,7 @@ enum TomlSource {
 impl ConfigSources {
     /// Sources for `namespace` with no file and no variables.
     pub fn new(namespace: &'static str) -> Self {
-        Self { namespace, defaults: Vec::new(), toml: None, env: Vec::new() }
+        Self { namespace, defaults: Vec::new(), lists: Vec::new(), toml: None, env: Vec::new() }
     }
 
     /// Default values for dotted option names, used where neither the file nor a variable sets
@@ -109,6 +110,12 @@ impl ConfigSources {
             Some(path) => sources.toml_file(path),
             None => sources,
         }
+    }
+
+    /// Dotted options that are lists: their variables hold comma-separated values.
+    pub fn lists(mut self, keys: &[&'static str]) -> Self {
+        self.lists.extend_from_slice(keys);
+        self
     }
 
     /// Reads TOML from `path` when loading.
@@ -149,11 +156,35 @@ impl ConfigSources {
             };
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
+        let mut vars = self.namespace_vars()?;
+        // Lists are split here rather than by `config`'s own list parsing, which would also turn
+        // every numeric-looking value (a password, say) into a number.
+        let mut lists = Vec::new();
+        for key in &self.lists {
+            let variable = format!(
+                "{}{SEPARATOR}{}",
+                self.namespace,
+                key.to_ascii_uppercase().replace('.', SEPARATOR)
+            );
+            if let Some(value) = vars.remove(&variable) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                lists.push((*key, items));
+            }
+        }
         let env = config::Environment::with_prefix(self.namespace)
             .prefix_separator(SEPARATOR)
             .separator(SEPARATOR)
-            .source(Some(self.namespace_vars()?));
-        match builder.add_source(env).build()?.try_deserialize() {
+            .source(Some(vars));
+        let mut builder = builder.add_source(env);
+        for (key, items) in lists {
+            builder = builder.set_override(key, items)?;
+        }
+        match builder.build()?.try_deserialize() {
             Ok(config) => Ok(config),
             Err(config::ConfigError::NotFound(option)) => Err(self.missing(option)),
             Err(other) => Err(other.into()),

@@ -15,6 +15,9 @@ use crate::crypto::hierarchy::Argon2Params;
 const DEFAULTS: &[(&str, &str)] =
     &[("server.listen", "127.0.0.1:7080"), ("server.ops_listen", "127.0.0.1:7081")];
 
+/// Options whose variables are comma-separated lists.
+const LISTS: &[&str] = &["tls.crls"];
+
 /// Everything `strongbox-vault` reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,12 +185,12 @@ impl Default for ReplicationConfig {
 impl VaultConfig {
     /// Sources for the vault namespace with the vault's defaults, and nothing else yet.
     pub fn sources() -> ConfigSources {
-        ConfigSources::new(VAULT_NAMESPACE).defaults(DEFAULTS)
+        ConfigSources::new(VAULT_NAMESPACE).defaults(DEFAULTS).lists(LISTS)
     }
 
     /// Sources for a real process: its environment and the optional `--config` file.
     pub fn process_sources(file: Option<&Path>) -> ConfigSources {
-        ConfigSources::from_process(VAULT_NAMESPACE, file).defaults(DEFAULTS)
+        ConfigSources::from_process(VAULT_NAMESPACE, file).defaults(DEFAULTS).lists(LISTS)
     }
 
     /// Loads and checks a configuration.
