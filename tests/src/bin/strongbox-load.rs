@@ -1,0 +1,139 @@
+//! Load client for `ops/bench`. wrk cannot present client certificates, so the vault is driven
+//! from Rust over real mTLS with keep-alive connections.
+//!
+//!   strongbox-load aes-gcm --batch N --seconds S
+//!   strongbox-load vault-encrypt --url URL --ca F --cert F --key F --batch N --connections C --seconds S
+//!
+//! Prints one JSON line: {"name","requests","items","seconds","req_per_s","items_per_s","errors"}.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::json;
+
+struct Args {
+    mode: String,
+    url: String,
+    ca: String,
+    cert: String,
+    key: String,
+    batch: usize,
+    connections: usize,
+    seconds: u64,
+}
+
+fn parse() -> Args {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        mode: args.next().unwrap_or_default(),
+        url: String::new(),
+        ca: String::new(),
+        cert: String::new(),
+        key: String::new(),
+        batch: 1,
+        connections: 8,
+        seconds: 5,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_default();
+        match flag.as_str() {
+            "--url" => parsed.url = value,
+            "--ca" => parsed.ca = value,
+            "--cert" => parsed.cert = value,
+            "--key" => parsed.key = value,
+            "--batch" => parsed.batch = value.parse().expect("--batch"),
+            "--connections" => parsed.connections = value.parse().expect("--connections"),
+            "--seconds" => parsed.seconds = value.parse().expect("--seconds"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    parsed
+}
+
+fn report(name: &str, requests: u64, items: u64, errors: u64, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "name": name, "requests": requests, "items": items, "errors": errors, "seconds": secs,
+            "req_per_s": requests as f64 / secs, "items_per_s": items as f64 / secs,
+        })
+    );
+}
+
+/// The same envelope seal the vault performs per item, in process, on one core.
+fn aes_gcm(args: &Args) {
+    let dek = strongbox_vault::crypto::SecretKey::generate().unwrap();
+    let plaintext = b"sk_live_3f9a7c1e5b2d4a6c8e0f1a3b5c7d9e1f";
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let mut items = 0u64;
+    while Instant::now() < deadline {
+        for i in 0..args.batch {
+            let context = format!("key_{i}");
+            let ct = strongbox_vault::crypto::envelope::seal(&dek, "ws_bench", 1, &context, plaintext).unwrap();
+            std::hint::black_box(ct.encode());
+        }
+        items += args.batch as u64;
+    }
+    report("in-process envelope seal", items / args.batch as u64, items, 0, start.elapsed());
+}
+
+async fn vault_encrypt(args: Args) {
+    let tls = strongbox_shared::tls::mtls_client_config(args.ca.as_ref(), args.cert.as_ref(), args.key.as_ref())
+        .expect("TLS files");
+    let plaintext = base64::engine::general_purpose::STANDARD.encode(b"sk_live_3f9a7c1e5b2d4a6c8e0f1a3b5c7d9e1f");
+    let items: Vec<_> = (0..args.batch).map(|i| json!({"plaintext": plaintext, "context": format!("key_{i}")})).collect();
+    let body = Arc::new(serde_json::to_vec(&json!({"keyring": "ws_bench", "items": items})).unwrap());
+    let url = format!("{}/v1/encrypt", args.url);
+    let (requests, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Warm up: creates the keyring and the connections.
+    let warm = reqwest::Client::builder().use_preconfigured_tls(tls.clone()).no_proxy().build().unwrap();
+    let r = warm.post(&url).header("content-type", "application/json").body((*body).clone()).send().await.unwrap();
+    assert!(r.status().is_success(), "warm-up failed: {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .no_proxy()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        let (url, body, requests, errors) = (url.clone(), body.clone(), requests.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let sent = client.post(&url).header("content-type", "application/json").body((*body).clone()).send().await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let n = requests.load(Ordering::Relaxed);
+    report(&format!("vault encrypt over mTLS, batch {}", args.batch), n, n * args.batch as u64, errors.load(Ordering::Relaxed), start.elapsed());
+}
+
+fn main() {
+    let args = parse();
+    match args.mode.as_str() {
+        "aes-gcm" => aes_gcm(&args),
+        "vault-encrypt" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            runtime.block_on(vault_encrypt(args));
+        }
+        other => panic!("unknown mode {other:?}; use aes-gcm or vault-encrypt"),
+    }
+}
