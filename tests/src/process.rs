@@ -80,6 +80,11 @@ impl ServiceProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process already reaped")
+    }
+
     /// Sends `signal` (such as `TERM`) to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("process already reaped");

@@ -60,6 +60,13 @@ async fn stops_cleanly_on(binary: &str, prefix: &str, signal: &str) {
     let mut service = ServiceProcess::start(binary, &["serve"], &env);
     let ready = service.wait_for_message(&format!("{binary} ready to serve")).await;
     let ops = ready["ops"].as_str().unwrap().to_owned();
+    if binary == "strongbox-vault" {
+        // The vault holds keys in memory: it must not be able to dump core.
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", service.pid())).unwrap();
+        let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(&fields[4..6], &["0", "0"], "{core}");
+    }
     let response = http_client().get(format!("http://{ops}/healthz")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
 

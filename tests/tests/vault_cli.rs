@@ -16,7 +16,12 @@ struct Run {
 
 async fn cli(vault: Option<(&str, &TestPki)>, args: &[&str], stdin: &str) -> Run {
     let mut command = tokio::process::Command::new(binary("strongbox-vault"));
-    command.args(args).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some((url, pki)) = vault {
         command
             .env("STRONGBOX_VAULT_URL", url)
@@ -62,7 +67,11 @@ async fn an_operator_initializes_locks_unlocks_and_rekeys_from_the_cli() {
 
     let wrong = cli(at(&vault), &["unlock", "--key-stdin"], "definitely-not-the-key\n").await;
     assert_eq!(wrong.code, 1);
-    assert!(wrong.stderr.contains("WRONG_KEY") && wrong.stderr.contains("next:"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("WRONG_KEY") && wrong.stderr.contains("next:"),
+        "{}",
+        wrong.stderr
+    );
     assert!(!wrong.stderr.contains("definitely-not-the-key"), "the key is never echoed");
 
     let unlock = cli(at(&vault), &["unlock", "--key-stdin"], &format!("{key}\n")).await;
@@ -89,7 +98,11 @@ async fn keyring_administration_from_the_cli() {
 
     let rotate = cli(at(&vault), &["keyring", "rotate", "ws_cli"], "").await;
     assert_eq!(rotate.code, 0, "{}", rotate.stderr);
-    assert!(rotate.stdout.contains("version 2") && rotate.stdout.contains("strongbox-api rewrap"), "{}", rotate.stdout);
+    assert!(
+        rotate.stdout.contains("version 2") && rotate.stdout.contains("strongbox-api rewrap"),
+        "{}",
+        rotate.stdout
+    );
 
     let show = cli(at(&vault), &["keyring", "show", "ws_cli", "--output", "json"], "").await;
     let shown: Value = serde_json::from_str(&show.stdout).unwrap();
@@ -97,7 +110,11 @@ async fn keyring_administration_from_the_cli() {
 
     let retire = cli(at(&vault), &["keyring", "retire", "ws_cli", "--min-version", "2"], "").await;
     assert_eq!(retire.code, 0, "{}", retire.stderr);
-    assert!(retire.stderr.contains("raw operation"), "the raw operation says so: {}", retire.stderr);
+    assert!(
+        retire.stderr.contains("raw operation"),
+        "the raw operation says so: {}",
+        retire.stderr
+    );
 
     let unconfirmed = cli(at(&vault), &["keyring", "trim", "ws_cli"], "").await;
     assert_eq!(unconfirmed.code, 1);
@@ -144,12 +161,18 @@ async fn dev_certificates_are_written_with_private_keys_unreadable_by_others() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = strongbox_tests::TempDir::new("certs");
     let out = dir.path().join("certs");
-    let run = cli(None, &["certs", "dev", "--out", out.to_str().unwrap(), "--trust-domain", "dev.test"], "").await;
+    let run = cli(
+        None,
+        &["certs", "dev", "--out", out.to_str().unwrap(), "--trust-domain", "dev.test"],
+        "",
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     for name in ["ca.pem", "vault.pem", "api.pem", "rewrap.pem", "operator.pem"] {
         assert!(out.join(name).exists(), "{name}");
     }
-    for name in ["ca-key.pem", "vault-key.pem", "api-key.pem", "rewrap-key.pem", "operator-key.pem"] {
+    for name in ["ca-key.pem", "vault-key.pem", "api-key.pem", "rewrap-key.pem", "operator-key.pem"]
+    {
         let mode = std::fs::metadata(out.join(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
@@ -157,7 +180,11 @@ async fn dev_certificates_are_written_with_private_keys_unreadable_by_others() {
     let uris = strongbox_shared::tls::uri_sans(&certs[0]).unwrap();
     assert_eq!(uris, vec!["spiffe://dev.test/vault".to_owned()]);
     let certs = strongbox_shared::tls::load_certs(&out.join("api.pem")).unwrap();
-    assert_eq!(strongbox_shared::tls::uri_sans(&certs[0]).unwrap(), vec!["spiffe://dev.test/api".to_owned()]);
-    let long = cli(None, &["certs", "dev", "--out", out.to_str().unwrap(), "--days", "365"], "").await;
+    assert_eq!(
+        strongbox_shared::tls::uri_sans(&certs[0]).unwrap(),
+        vec!["spiffe://dev.test/api".to_owned()]
+    );
+    let long =
+        cli(None, &["certs", "dev", "--out", out.to_str().unwrap(), "--days", "365"], "").await;
     assert_eq!(long.code, 1, "dev certificates stay short-lived");
 }

@@ -289,3 +289,30 @@ async fn concurrent_rotations_never_share_a_version() {
         ra.1["version"].as_i64().unwrap() <= latest && rb.1["version"].as_i64().unwrap() <= latest
     );
 }
+
+#[tokio::test]
+async fn a_dek_whose_encryption_budget_is_spent_is_rotated_by_the_vault() {
+    let db = TestDb::new().await;
+    let vault = unlocked_vault(&db).await;
+    vault.encrypt("ws_budget", &["first"]).await;
+    // Pretend v1 has sealed almost 2^31 messages (as other replicas' leases would record).
+    let client = db.client().await;
+    client
+        .execute("UPDATE deks SET encryptions_leased = 2147483640 WHERE keyring = 'ws_budget'", &[])
+        .await
+        .unwrap();
+    // A replica without a lease of its own must lease more, cannot, and rotates.
+    let other = spawn_vault_with(&db, vault.pki.clone(), &[]).await;
+    assert_eq!(other.unlock(SERVER_KEY).await.0, 200);
+    let sealed = other.encrypt("ws_budget", &["second"]).await;
+    assert_eq!(sealed[0].1, 2, "the exhausted DEK was replaced");
+    let leased: i64 = client
+        .query_one(
+            "SELECT encryptions_leased FROM deks WHERE keyring = 'ws_budget' AND version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(leased <= 1 << 31, "the budget is never exceeded: {leased}");
+}

@@ -49,7 +49,13 @@ impl Rng {
 }
 
 fn min_in_force(shared: &Shared, keyring: usize, before: Instant) -> i64 {
-    shared.retirements.iter().filter(|(k, _, t)| *k == keyring && *t < before).map(|(_, m, _)| *m).max().unwrap_or(1)
+    shared
+        .retirements
+        .iter()
+        .filter(|(k, _, t)| *k == keyring && *t < before)
+        .map(|(_, m, _)| *m)
+        .max()
+        .unwrap_or(1)
 }
 
 async fn encrypter(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>, worker: usize) {
@@ -74,12 +80,21 @@ async fn encrypter(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>, wo
             continue;
         }
         let floor = min_in_force(&s, keyring, started);
-        for ((plaintext, context), item) in items.into_iter().zip(response["items"].as_array().unwrap()) {
+        for ((plaintext, context), item) in
+            items.into_iter().zip(response["items"].as_array().unwrap())
+        {
             let version = item["dek_version"].as_i64().unwrap();
             if version < floor {
-                s.violations.push(format!("encrypted under v{version} after v{floor} became the minimum"));
+                s.violations
+                    .push(format!("encrypted under v{version} after v{floor} became the minimum"));
             }
-            s.records.push(Record { keyring, ciphertext: item["ciphertext"].as_str().unwrap().to_owned(), context, plaintext, version });
+            s.records.push(Record {
+                keyring,
+                ciphertext: item["ciphertext"].as_str().unwrap().to_owned(),
+                context,
+                plaintext,
+                version,
+            });
         }
     }
 }
@@ -91,7 +106,9 @@ async fn decrypter(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>, re
         let picked: Option<Vec<Record>> = {
             let s = shared.lock().unwrap();
             (!s.records.is_empty()).then(|| {
-                (0..1 + rng.below(8)).map(|_| s.records[rng.below(s.records.len())].clone()).collect()
+                (0..1 + rng.below(8))
+                    .map(|_| s.records[rng.below(s.records.len())].clone())
+                    .collect()
             })
         };
         let Some(picked) = picked else {
@@ -101,10 +118,14 @@ async fn decrypter(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>, re
         let keyring = picked[0].keyring;
         let picked: Vec<Record> = picked.into_iter().filter(|r| r.keyring == keyring).collect();
         let replica = &replicas[rng.below(2)];
-        let items: Vec<Value> = picked.iter().map(|r| json!({"ciphertext": r.ciphertext, "context": r.context})).collect();
+        let items: Vec<Value> = picked
+            .iter()
+            .map(|r| json!({"ciphertext": r.ciphertext, "context": r.context}))
+            .collect();
         let path = if rewrap { "/v1/rewrap" } else { "/v1/decrypt" };
         let role = if rewrap { "rewrap" } else { "api" };
-        let (status, response) = replica.post(role, path, json!({"keyring": KEYRINGS[keyring], "items": items})).await;
+        let (status, response) =
+            replica.post(role, path, json!({"keyring": KEYRINGS[keyring], "items": items})).await;
         let mut s = shared.lock().unwrap();
         s.operations += 1;
         if status != 200 {
@@ -115,11 +136,19 @@ async fn decrypter(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>, re
         for (record, item) in picked.iter().zip(response["items"].as_array().unwrap()) {
             match (item["error"]["code"].as_str(), rewrap) {
                 (Some("VERSION_RETIRED" | "VERSION_DESTROYED"), _) => {}
-                (Some(other), _) => s.violations.push(format!("{path}: unexpected {other} for v{}", record.version)),
+                (Some(other), _) => {
+                    s.violations.push(format!("{path}: unexpected {other} for v{}", record.version))
+                }
                 (None, false) => {
-                    let got = String::from_utf8(STANDARD.decode(item["plaintext"].as_str().unwrap()).unwrap()).unwrap();
+                    let got = String::from_utf8(
+                        STANDARD.decode(item["plaintext"].as_str().unwrap()).unwrap(),
+                    )
+                    .unwrap();
                     if got != record.plaintext {
-                        s.violations.push(format!("WRONG PLAINTEXT: {got} instead of {}", record.plaintext));
+                        s.violations.push(format!(
+                            "WRONG PLAINTEXT: {got} instead of {}",
+                            record.plaintext
+                        ));
                     }
                 }
                 (None, true) => {
@@ -147,16 +176,31 @@ async fn rotator(replicas: Arc<[TestVault; 2]>, shared: Arc<Mutex<Shared>>) {
             replica.post("operator", "/v1/sys/rotate", json!({})).await
         } else if i % 3 == 0 {
             // Retire everything but the two newest versions.
-            let (_, d) = replica.call("operator", reqwest::Method::GET, &format!("/v1/keyrings/{}", KEYRINGS[keyring]), None).await;
+            let (_, d) = replica
+                .call(
+                    "operator",
+                    reqwest::Method::GET,
+                    &format!("/v1/keyrings/{}", KEYRINGS[keyring]),
+                    None,
+                )
+                .await;
             let Some(latest) = d["latest_version"].as_i64() else { continue };
             let min = (latest - 1).max(1);
-            let r = replica.post("operator", &format!("/v1/keyrings/{}/config", KEYRINGS[keyring]), json!({"min_decryption_version": min})).await;
+            let r = replica
+                .post(
+                    "operator",
+                    &format!("/v1/keyrings/{}/config", KEYRINGS[keyring]),
+                    json!({"min_decryption_version": min}),
+                )
+                .await;
             if r.0 == 200 {
                 shared.lock().unwrap().retirements.push((keyring, min, Instant::now()));
             }
             r
         } else {
-            replica.post("operator", &format!("/v1/keyrings/{}/rotate", KEYRINGS[keyring]), json!({})).await
+            replica
+                .post("operator", &format!("/v1/keyrings/{}/rotate", KEYRINGS[keyring]), json!({}))
+                .await
         };
         {
             let mut s = shared.lock().unwrap();
@@ -191,30 +235,45 @@ async fn two_replicas_under_concurrent_load_never_give_a_wrong_result() {
         task.await.unwrap();
     }
 
-    let s = shared.lock().unwrap();
-    assert!(s.violations.is_empty(), "{} violations, first: {:?}", s.violations.len(), &s.violations[..s.violations.len().min(5)]);
-    assert!(s.operations > 100, "the load ran: {} operations", s.operations);
-    assert!(!s.retirements.is_empty(), "retirements happened");
-    eprintln!(
-        "stress: {} operations, {} ciphertexts, {} retirements",
-        s.operations,
-        s.records.len(),
-        s.retirements.len()
-    );
-    let records = s.records.clone();
-    drop(s);
+    let records = {
+        let s = shared.lock().unwrap();
+        assert!(
+            s.violations.is_empty(),
+            "{} violations, first: {:?}",
+            s.violations.len(),
+            &s.violations[..s.violations.len().min(5)]
+        );
+        assert!(s.operations > 100, "the load ran: {} operations", s.operations);
+        assert!(!s.retirements.is_empty(), "retirements happened");
+        eprintln!(
+            "stress: {} operations, {} ciphertexts, {} retirements",
+            s.operations,
+            s.records.len(),
+            s.retirements.len()
+        );
+        s.records.clone()
+    };
 
     // Everything not retired still decrypts to what was sealed, on both replicas.
     for (k, keyring) in KEYRINGS.iter().enumerate() {
-        let (_, d) = replicas[0].call("operator", reqwest::Method::GET, &format!("/v1/keyrings/{keyring}"), None).await;
+        let (_, d) = replicas[0]
+            .call("operator", reqwest::Method::GET, &format!("/v1/keyrings/{keyring}"), None)
+            .await;
         let min = d["min_decryption_version"].as_i64().unwrap();
-        let live: Vec<&Record> = records.iter().filter(|r| r.keyring == k && r.version >= min).collect();
+        let live: Vec<&Record> =
+            records.iter().filter(|r| r.keyring == k && r.version >= min).collect();
         for chunk in live.chunks(500) {
-            let items: Vec<(String, String)> = chunk.iter().map(|r| (r.ciphertext.clone(), r.context.clone())).collect();
+            let items: Vec<(String, String)> =
+                chunk.iter().map(|r| (r.ciphertext.clone(), r.context.clone())).collect();
             for replica in replicas.iter() {
                 let opened = replica.decrypt(keyring, &items).await;
                 for (record, got) in chunk.iter().zip(opened) {
-                    assert_eq!(got, Ok(record.plaintext.clone()), "v{} in {keyring}", record.version);
+                    assert_eq!(
+                        got,
+                        Ok(record.plaintext.clone()),
+                        "v{} in {keyring}",
+                        record.version
+                    );
                 }
             }
         }

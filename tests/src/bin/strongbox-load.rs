@@ -73,7 +73,9 @@ fn aes_gcm(args: &Args) {
     while Instant::now() < deadline {
         for i in 0..args.batch {
             let context = format!("key_{i}");
-            let ct = strongbox_vault::crypto::envelope::seal(&dek, "ws_bench", 1, &context, plaintext).unwrap();
+            let ct =
+                strongbox_vault::crypto::envelope::seal(&dek, "ws_bench", 1, &context, plaintext)
+                    .unwrap();
             std::hint::black_box(ct.encode());
         }
         items += args.batch as u64;
@@ -82,16 +84,31 @@ fn aes_gcm(args: &Args) {
 }
 
 async fn vault_encrypt(args: Args) {
-    let tls = strongbox_shared::tls::mtls_client_config(args.ca.as_ref(), args.cert.as_ref(), args.key.as_ref())
-        .expect("TLS files");
-    let plaintext = base64::engine::general_purpose::STANDARD.encode(b"sk_live_3f9a7c1e5b2d4a6c8e0f1a3b5c7d9e1f");
-    let items: Vec<_> = (0..args.batch).map(|i| json!({"plaintext": plaintext, "context": format!("key_{i}")})).collect();
-    let body = Arc::new(serde_json::to_vec(&json!({"keyring": "ws_bench", "items": items})).unwrap());
+    let tls = strongbox_shared::tls::mtls_client_config(
+        args.ca.as_ref(),
+        args.cert.as_ref(),
+        args.key.as_ref(),
+    )
+    .expect("TLS files");
+    let plaintext = base64::engine::general_purpose::STANDARD
+        .encode(b"sk_live_3f9a7c1e5b2d4a6c8e0f1a3b5c7d9e1f");
+    let items: Vec<_> = (0..args.batch)
+        .map(|i| json!({"plaintext": plaintext, "context": format!("key_{i}")}))
+        .collect();
+    let body =
+        Arc::new(serde_json::to_vec(&json!({"keyring": "ws_bench", "items": items})).unwrap());
     let url = format!("{}/v1/encrypt", args.url);
     let (requests, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Warm up: creates the keyring and the connections.
-    let warm = reqwest::Client::builder().use_preconfigured_tls(tls.clone()).no_proxy().build().unwrap();
-    let r = warm.post(&url).header("content-type", "application/json").body((*body).clone()).send().await.unwrap();
+    let warm =
+        reqwest::Client::builder().use_preconfigured_tls(tls.clone()).no_proxy().build().unwrap();
+    let r = warm
+        .post(&url)
+        .header("content-type", "application/json")
+        .body((*body).clone())
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "warm-up failed: {}", r.status());
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -103,10 +120,16 @@ async fn vault_encrypt(args: Args) {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap();
-        let (url, body, requests, errors) = (url.clone(), body.clone(), requests.clone(), errors.clone());
+        let (url, body, requests, errors) =
+            (url.clone(), body.clone(), requests.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let sent = client.post(&url).header("content-type", "application/json").body((*body).clone()).send().await;
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body((*body).clone())
+                    .send()
+                    .await;
                 match sent {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
@@ -123,7 +146,13 @@ async fn vault_encrypt(args: Args) {
         task.await.unwrap();
     }
     let n = requests.load(Ordering::Relaxed);
-    report(&format!("vault encrypt over mTLS, batch {}", args.batch), n, n * args.batch as u64, errors.load(Ordering::Relaxed), start.elapsed());
+    report(
+        &format!("vault encrypt over mTLS, batch {}", args.batch),
+        n,
+        n * args.batch as u64,
+        errors.load(Ordering::Relaxed),
+        start.elapsed(),
+    );
 }
 
 fn main() {

@@ -72,6 +72,11 @@ impl SecretKey {
         Self::from_bytes(bytes)
     }
 
+    /// A second handle on the same key (for a value that must outlive this one).
+    pub fn duplicate(&self) -> Result<Self, CryptoError> {
+        Self::from_bytes(self.bytes.clone())
+    }
+
     /// The raw key, for sealing it under another key.
     pub fn expose(&self) -> &[u8; KEY_LEN] {
         &self.bytes

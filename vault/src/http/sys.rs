@@ -73,7 +73,6 @@ pub async fn rekey(
     JsonBody(body): JsonBody<RekeyBody>,
 ) -> Result<Json<Value>, VaultError> {
     caller.require(&[Role::Operator])?;
-    state.vault.keys()?;
     state
         .vault
         .rekey(body.current_key, body.new_key, &caller.0.identity, caller.0.addr.ip())

@@ -176,8 +176,8 @@ impl Vault {
         identity: &str,
         ip: IpAddr,
     ) -> Result<(), VaultError> {
-        check_strength(&new)?;
         self.keys()?;
+        check_strength(&new)?;
         self.throttle.check(identity, ip)?;
         let client = self.pool.get().await?;
         let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
@@ -276,11 +276,7 @@ impl Vault {
         let (unlock_key, params, salt) = {
             let guard = keys.unlock.lock().unwrap_or_else(|e| e.into_inner());
             match (&*guard, record.generation == keys.generation) {
-                (Some(m), true) => (
-                    SecretKey::from_bytes(zeroize::Zeroizing::new(*m.key.expose()))?,
-                    m.params,
-                    m.salt.clone(),
-                ),
+                (Some(m), true) => (m.key.duplicate()?, m.params, m.salt.clone()),
                 _ => {
                     return Err(VaultError::Conflict(
                         "the server key was changed on another replica since this one was \
