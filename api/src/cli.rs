@@ -75,13 +75,6 @@ async fn serve(sources: &ConfigSources) -> anyhow::Result<()> {
     let config = ApiConfig::from_sources(sources)?;
     strongbox_shared::telemetry::init(&config.log)?;
     let app = Application::build(config).await.context("starting strongbox-api")?;
-    let token = app.shutdown_token();
-    tokio::spawn(async move {
-        match strongbox_shared::shutdown::terminate_signal().await {
-            Ok(signal) => tracing::info!(signal, "stop requested"),
-            Err(error) => tracing::error!(%error, "cannot listen for stop signals; stopping"),
-        }
-        token.cancel();
-    });
+    strongbox_shared::shutdown::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

@@ -13,3 +13,14 @@ pub async fn terminate_signal() -> std::io::Result<&'static str> {
         _ = int.recv() => "SIGINT",
     })
 }
+
+/// Cancels `token` on the first SIGTERM or SIGINT, from a background task.
+pub fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        match terminate_signal().await {
+            Ok(signal) => tracing::info!(signal, "stop requested"),
+            Err(error) => tracing::error!(%error, "cannot listen for stop signals; stopping"),
+        }
+        token.cancel();
+    });
+}
