@@ -5,6 +5,8 @@
 pub mod config;
 pub mod db;
 pub mod id;
+pub mod keys;
+pub mod permissions;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
