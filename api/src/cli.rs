@@ -33,6 +33,18 @@ pub enum Command {
         #[arg(long, env = "STRONGBOX_API_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Create a workspace and print its first root key, which holds every permission.
+    Bootstrap {
+        /// Name of the new workspace.
+        #[arg(long)]
+        workspace: String,
+        /// Database URL; overrides `database.url`.
+        #[arg(long, env = "STRONGBOX_API_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Print `{"workspaceId","rootKeyId","rootKey"}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -51,6 +63,13 @@ impl Cli {
         let mut sources = ApiConfig::process_sources(self.config.as_deref());
         match self.command {
             Command::Serve => serve(&sources).await,
+            Command::Bootstrap { workspace, database_url, json } => {
+                if let Some(url) = database_url {
+                    sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);
+                }
+                let database = sources.load::<MigrateConfig>()?.database;
+                bootstrap(&database, &workspace, json).await
+            }
             Command::Migrate { database_url } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);
@@ -69,6 +88,32 @@ impl Cli {
             }
         }
     }
+}
+
+/// Just the database section, for commands that need nothing else.
+#[derive(serde::Deserialize)]
+struct MigrateConfig {
+    database: strongbox_shared::db::DatabaseConfig,
+}
+
+async fn bootstrap(
+    database: &strongbox_shared::db::DatabaseConfig,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let made = crate::bootstrap(database, name).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"workspaceId": made.workspace_id, "rootKeyId": made.root_key_id, "rootKey": made.root_key})
+        );
+    } else {
+        println!(
+            "Workspace {name} ({}) created.\n\nRoot key (shown once; it holds every permission):\n\n    {}\n\nUse it as: Authorization: Bearer <root key>",
+            made.workspace_id, made.root_key
+        );
+    }
+    Ok(())
 }
 
 async fn serve(sources: &ConfigSources) -> anyhow::Result<()> {

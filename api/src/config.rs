@@ -23,6 +23,51 @@ pub struct ApiConfig {
     /// `[log]`: log filtering.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[cache]`: key and root-key lookups.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// `[usage]`: recording when keys were last used.
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// `[usage]`: `last_used_at` is written in batches, off the request path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How often pending usage is written, in milliseconds.
+    #[serde(default = "default_flush")]
+    pub flush_interval_ms: u64,
+}
+
+fn default_flush() -> u64 {
+    5_000
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { flush_interval_ms: default_flush() }
+    }
+}
+
+/// `[cache]`: changes reach every replica at once through Postgres NOTIFY; the TTL is only the
+/// fallback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Longest a cached lookup is trusted, in seconds.
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_ttl() -> u64 {
+    30
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ttl_seconds: default_ttl() }
+    }
 }
 
 impl ApiConfig {

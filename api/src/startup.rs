@@ -3,6 +3,7 @@
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,18 +11,29 @@ use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::config::ApiConfig;
 use crate::http;
+use crate::ratelimit::Limiter;
+use crate::verify::Touches;
 
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     /// The api database.
     pub pool: Pool,
+    /// Key and root-key lookups.
+    pub cache: Arc<Cache>,
+    /// Per-replica rate-limit counters.
+    pub limiter: Arc<Limiter>,
+    /// Pending `last_used_at` writes.
+    pub touches: Arc<Touches>,
 }
 
 /// A built api: migrated database, bound listeners, not yet serving.
 pub struct Application {
+    database: strongbox_shared::db::DatabaseConfig,
+    flush_every: Duration,
     public: TcpListener,
     ops: TcpListener,
     state: AppState,
@@ -51,9 +63,16 @@ impl Application {
             "strongbox-api ready to serve"
         );
         Ok(Self {
+            database: config.database.clone(),
+            flush_every: Duration::from_millis(config.usage.flush_interval_ms.max(10)),
             public,
             ops,
-            state: AppState { pool },
+            state: AppState {
+                pool,
+                cache: Cache::new(Duration::from_secs(config.cache.ttl_seconds)),
+                limiter: Arc::new(Limiter::default()),
+                touches: Arc::new(Touches::default()),
+            },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
@@ -83,6 +102,16 @@ impl Application {
     /// Serves until the shutdown token is cancelled and in-flight requests have finished.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.shutdown;
+        crate::cache::spawn_listener(
+            self.state.cache.clone(),
+            self.database.clone(),
+            token.clone(),
+        );
+        let flusher = self.state.touches.clone().spawn_flusher(
+            self.state.pool.clone(),
+            self.flush_every,
+            token.clone(),
+        );
         let public = axum::serve(self.public, http::public_router(self.state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
             .into_future();
@@ -107,6 +136,8 @@ impl Application {
                 }
             }
         };
+        // Usage recorded so far is written before the pool closes.
+        let _ = flusher.await;
         self.state.pool.close();
         served.context("serving HTTP")?;
         tracing::info!("stopped");

@@ -19,10 +19,18 @@ fn base_env(prefix: &str, db: &TestDb) -> Vec<(String, String)> {
         (format!("{prefix}__DATABASE__URL"), db.url().to_owned()),
         (format!("{prefix}__LOG__FILTER"), "warn".to_owned()),
     ]
+    .into_iter()
+    .chain(
+        (prefix == "STRONGBOX_API")
+            .then(|| ("STRONGBOX_API__USAGE__FLUSH_INTERVAL_MS".to_owned(), "50".to_owned())),
+    )
+    .collect()
 }
 
 /// A running in-process api.
 pub struct TestApi {
+    /// Its database config, for bootstrapping workspaces.
+    pub database: strongbox_shared::db::DatabaseConfig,
     /// Base URL of the public listener, no trailing slash.
     pub url: String,
     /// Base URL of the ops listener.
@@ -50,12 +58,68 @@ pub async fn spawn_api(db: &TestDb, extra: &[(&str, &str)]) -> TestApi {
     let shutdown = app.shutdown_token();
     let task = tokio::spawn(app.run_until_stopped());
     TestApi {
+        database: strongbox_shared::db::DatabaseConfig::from_url(db.url()),
         url: format!("http://{addr}"),
         ops_url: format!("http://{ops}"),
         addr,
         pool,
         shutdown,
         task,
+    }
+}
+
+impl TestApi {
+    /// Creates a workspace and returns its all-powerful root key.
+    pub async fn workspace(&self, name: &str) -> String {
+        strongbox_api::bootstrap(&self.database, name).await.unwrap().root_key
+    }
+
+    /// `POST /v2/<call>` with `root_key` as Bearer; returns status and JSON body.
+    pub async fn call(&self, root_key: &str, call: &str, body: Value) -> (u16, Value) {
+        let response = crate::http_client()
+            .post(format!("{}/v2/{call}", self.url))
+            .bearer_auth(root_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A call that must succeed; returns `data`.
+    pub async fn ok(&self, root_key: &str, call: &str, body: Value) -> Value {
+        let (status, response) = self.call(root_key, call, body).await;
+        assert_eq!(status, 200, "{call}: {response}");
+        assert!(response["meta"]["requestId"].as_str().unwrap().starts_with("req_"), "{response}");
+        response["data"].clone()
+    }
+
+    /// Creates an API and returns its id.
+    pub async fn create_api(&self, root_key: &str, name: &str) -> String {
+        self.ok(root_key, "apis.createApi", json!({"name": name})).await["apiId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates a key with `extra` fields and returns (keyId, key).
+    pub async fn create_key(&self, root_key: &str, api_id: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"apiId": api_id});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let data = self.ok(root_key, "keys.createKey", body).await;
+        (data["keyId"].as_str().unwrap().to_owned(), data["key"].as_str().unwrap().to_owned())
+    }
+
+    /// Verifies `key` and returns `data`.
+    pub async fn verify(&self, root_key: &str, key: &str, extra: Value) -> Value {
+        let mut body = json!({"key": key});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.ok(root_key, "keys.verifyKey", body).await
     }
 }
 

@@ -1,0 +1,221 @@
+//! In-process caches of key and root-key lookups, kept exact across replicas.
+//!
+//! Every change to a key or root key commits a NOTIFY on the api database (`key:<id>`,
+//! `root_key:<id>`); every replica LISTENs and drops the entry at once. The whole cache is
+//! dropped whenever the listening connection (re)connects, since notifications may have been
+//! missed; a short TTL is only the last fallback.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::GenericClient;
+use futures_util::StreamExt as _;
+use strongbox_shared::db::DatabaseConfig;
+use tokio_postgres::AsyncMessage;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::keys::Key;
+use crate::store::root_keys::RootKey;
+
+/// Channel of the api's change notifications.
+pub const CHANNEL: &str = "strongbox_api";
+
+struct Entry<T> {
+    value: Arc<T>,
+    at: Instant,
+}
+
+struct Map<T> {
+    by_hash: HashMap<[u8; 32], Entry<T>>,
+    hash_of: HashMap<String, [u8; 32]>,
+}
+
+impl<T> Default for Map<T> {
+    fn default() -> Self {
+        Self { by_hash: HashMap::new(), hash_of: HashMap::new() }
+    }
+}
+
+/// The caches of one api replica.
+pub struct Cache {
+    ttl: Duration,
+    /// Bumped by every invalidation; a lookup that raced one does not cache what it read.
+    epoch: AtomicU64,
+    keys: RwLock<Map<Key>>,
+    root_keys: RwLock<Map<RootKey>>,
+}
+
+fn get<T>(map: &RwLock<Map<T>>, hash: &[u8; 32], ttl: Duration) -> Option<Arc<T>> {
+    let map = map.read().unwrap_or_else(|e| e.into_inner());
+    map.by_hash.get(hash).filter(|e| e.at.elapsed() < ttl).map(|e| e.value.clone())
+}
+
+fn forget<T>(map: &RwLock<Map<T>>, id: &str) {
+    let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(hash) = map.hash_of.remove(id) {
+        map.by_hash.remove(&hash);
+    }
+}
+
+impl Cache {
+    /// Entries older than `ttl` are re-read.
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            epoch: AtomicU64::new(0),
+            keys: RwLock::default(),
+            root_keys: RwLock::default(),
+        })
+    }
+
+    /// A cached key by hash.
+    pub fn key(&self, hash: &[u8; 32]) -> Option<Arc<Key>> {
+        get(&self.keys, hash, self.ttl)
+    }
+
+    /// The current invalidation epoch; read it before a database lookup.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Caches a key read at `epoch`, unless an invalidation happened since.
+    pub fn put_key_if_current(&self, hash: [u8; 32], key: Arc<Key>, epoch: u64) {
+        let mut map = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            map.hash_of.insert(key.id.clone(), hash);
+            map.by_hash.insert(hash, Entry { value: key, at: Instant::now() });
+        }
+    }
+
+    /// A cached root key by hash.
+    pub fn root_key(&self, hash: &[u8; 32]) -> Option<Arc<RootKey>> {
+        get(&self.root_keys, hash, self.ttl)
+    }
+
+    /// Caches a root key read at `epoch`, unless an invalidation happened since.
+    pub fn put_root_key_if_current(&self, hash: [u8; 32], key: Arc<RootKey>, epoch: u64) {
+        let mut map = self.root_keys.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            map.hash_of.insert(key.id.clone(), hash);
+            map.by_hash.insert(hash, Entry { value: key, at: Instant::now() });
+        }
+    }
+
+    /// Drops keys by id.
+    pub fn forget_keys(&self, ids: &[String]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for id in ids {
+            forget(&self.keys, id);
+        }
+    }
+
+    /// Drops a root key by id.
+    pub fn forget_root_key(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        forget(&self.root_keys, id);
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
+        *self.root_keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
+    }
+
+    fn apply(&self, payload: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(id) = payload.strip_prefix("key:") {
+            forget(&self.keys, id);
+        } else if let Some(id) = payload.strip_prefix("root_key:") {
+            forget(&self.root_keys, id);
+        } else {
+            tracing::warn!(payload, "unknown api notification; dropping the whole cache");
+            self.clear();
+        }
+    }
+}
+
+/// Tells every replica that these keys changed; delivered when the transaction commits.
+pub async fn announce_keys(
+    c: &impl GenericClient,
+    ids: &[String],
+) -> Result<(), tokio_postgres::Error> {
+    if !ids.is_empty() {
+        c.execute(
+            "SELECT pg_notify($1, 'key:' || id) FROM unnest($2::text[]) AS id",
+            &[&CHANNEL, &ids],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Tells every replica that a root key changed.
+pub async fn announce_root_key(
+    c: &impl GenericClient,
+    id: &str,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute("SELECT pg_notify($1, 'root_key:' || $2::text)", &[&CHANNEL, &id]).await?;
+    Ok(())
+}
+
+/// Keeps `cache` exact until `stop` is cancelled.
+pub fn spawn_listener(cache: Arc<Cache>, database: DatabaseConfig, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen(&cache, &database, &stop).await {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cache listener lost; reconnecting"
+                ),
+            }
+            // Notifications may have been missed while disconnected.
+            cache.clear();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+async fn listen(
+    cache: &Cache,
+    database: &DatabaseConfig,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (client, mut connection) = database.pg_config()?.connect(tokio_postgres::NoTls).await?;
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message
+                && tx.send(n.payload().to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let result = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // Anything cached before LISTEN took effect may be stale.
+        cache.clear();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                notice = notices.recv() => match notice {
+                    Some(payload) => cache.apply(&payload),
+                    None => anyhow::bail!("notification stream ended"),
+                },
+            }
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}

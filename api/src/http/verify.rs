@@ -1,0 +1,104 @@
+//! `keys.verifyKey` (v2): every outcome is HTTP 200 with `valid` and `code`.
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::Value;
+use strongbox_shared::permissions::Query;
+
+use super::auth::Caller;
+use super::envelope::Data;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::startup::AppState;
+use crate::verify::{self, RequestedLimit};
+
+/// The verifyKey request.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyKey {
+    key: String,
+    #[serde(default)]
+    permissions: Option<String>,
+    #[serde(default)]
+    credits: Option<Cost>,
+    #[serde(default)]
+    ratelimits: Option<Vec<LimitIn>>,
+}
+
+/// `{"cost"}`.
+#[derive(Deserialize)]
+pub struct Cost {
+    cost: i64,
+}
+
+/// A rate limit named in the request.
+#[derive(Deserialize)]
+pub struct LimitIn {
+    name: String,
+    #[serde(default)]
+    cost: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    duration: Option<i64>,
+}
+
+/// Checks the request's own shape: a bad query or cost is a 400, not an outcome.
+pub fn parse(
+    key: String,
+    permissions: Option<&str>,
+    cost: Option<i64>,
+    limits: Vec<LimitIn>,
+) -> Result<verify::Request, ApiError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(ApiError::invalid("INVALID_KEY", "key", "key must be 1-1024 characters"));
+    }
+    let permissions = permissions
+        .map(Query::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("INVALID_PERMISSION_QUERY", "permissions", e.to_string()))?;
+    let cost = cost.unwrap_or(1);
+    if cost < 0 {
+        return Err(ApiError::invalid("INVALID_COST", "credits.cost", "cost must not be negative"));
+    }
+    let mut ratelimits = Vec::new();
+    for (i, l) in limits.into_iter().enumerate() {
+        if l.cost.is_some_and(|c| c < 0)
+            || l.limit.is_some_and(|c| c < 1)
+            || l.duration.is_some_and(|d| d < 1000)
+        {
+            return Err(ApiError::invalid(
+                "INVALID_RATELIMIT",
+                &format!("ratelimits[{i}]"),
+                "cost ≥ 0, limit ≥ 1 and duration ≥ 1000 ms",
+            ));
+        }
+        ratelimits.push(RequestedLimit {
+            name: l.name,
+            cost: l.cost.unwrap_or(1),
+            limit: l.limit,
+            duration: l.duration,
+        });
+    }
+    Ok(verify::Request { key, permissions, cost, ratelimits })
+}
+
+/// `POST /v2/keys.verifyKey`: needs `api.<apiId>.verify_key` and finds only keys of the root
+/// key's workspace.
+pub async fn verify_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<VerifyKey>,
+) -> Result<Data<Value>, ApiError> {
+    let request = parse(
+        body.key,
+        body.permissions.as_deref(),
+        body.credits.map(|c| c.cost),
+        body.ratelimits.unwrap_or_default(),
+    )?;
+    let verdict = verify::verify(&state, Some(&caller.workspace_id), request, |key| {
+        caller.require(&format!("api.{}.verify_key", key.api_id))
+    })
+    .await?;
+    Ok(Data(verify::data(&verdict)))
+}
