@@ -1,0 +1,134 @@
+//! Two api processes on one database: a change made through one takes effect at once on the
+//! other, through LISTEN/NOTIFY, not the cache TTL (set to an hour here).
+
+use std::collections::HashMap;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strongbox_tests::{ServiceProcess, TestDb, eventually, http_client};
+
+struct Replica {
+    process: ServiceProcess,
+    url: String,
+}
+
+async fn start(db: &TestDb) -> Replica {
+    let env = HashMap::from([
+        ("STRONGBOX_API__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__DATABASE__URL".to_owned(), db.url().to_owned()),
+        ("STRONGBOX_API__CACHE__TTL_SECONDS".to_owned(), "3600".to_owned()),
+    ]);
+    let mut process = ServiceProcess::start("strongbox-api", &["serve"], &env);
+    let ready = process.wait_for_message("strongbox-api ready to serve").await;
+    let url = format!("http://{}", ready["public"].as_str().unwrap());
+    Replica { process, url }
+}
+
+impl Replica {
+    async fn call(&self, root: &str, call: &str, body: Value) -> (u16, Value) {
+        let response = http_client()
+            .post(format!("{}/v2/{call}", self.url))
+            .bearer_auth(root)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn code(&self, root: &str, key: &str) -> String {
+        let (status, body) = self.call(root, "keys.verifyKey", json!({"key": key})).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (briefly: far below the hour-long TTL) for the notification to arrive.
+    async fn becomes(&self, root: &str, key: &str, code: &str) {
+        eventually(Duration::from_secs(3), code, || async {
+            (self.code(root, key).await == code).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn changes_on_one_replica_apply_on_the_other_at_once() {
+    let db = TestDb::new().await;
+    let a = start(&db).await;
+    let root =
+        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
+            .await
+            .unwrap()
+            .root_key;
+    let b = start(&db).await;
+    let (_, body) = a.call(&root, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let (_, body) = a.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+    let (key_id, key) = (
+        body["data"]["keyId"].as_str().unwrap().to_owned(),
+        body["data"]["key"].as_str().unwrap().to_owned(),
+    );
+
+    // b caches the key as valid, then a disables, re-enables and deletes it.
+    assert_eq!(b.code(&root, &key).await, "VALID");
+    a.call(&root, "keys.updateKey", json!({"keyId": key_id, "enabled": false})).await;
+    b.becomes(&root, &key, "DISABLED").await;
+    a.call(&root, "keys.updateKey", json!({"keyId": key_id, "enabled": true})).await;
+    b.becomes(&root, &key, "VALID").await;
+    a.call(&root, "keys.deleteKey", json!({"keyId": key_id})).await;
+    b.becomes(&root, &key, "NOT_FOUND").await;
+
+    // The same for deleting an API and for root keys.
+    let (_, body) = a.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+    let key = body["data"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(b.code(&root, &key).await, "VALID");
+    a.call(&root, "apis.deleteApi", json!({"apiId": api_id})).await;
+    b.becomes(&root, &key, "NOT_FOUND").await;
+
+    let (_, body) =
+        a.call(&root, "rootKeys.createKey", json!({"permissions": ["api.*.create_api"]})).await;
+    let (rk_id, rk) = (
+        body["data"]["keyId"].as_str().unwrap().to_owned(),
+        body["data"]["key"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(b.call(&rk, "apis.createApi", json!({"name": "y"})).await.0, 200);
+    a.call(&root, "rootKeys.deleteKey", json!({"keyId": rk_id})).await;
+    eventually(Duration::from_secs(3), "the root key to be refused", || async {
+        (b.call(&rk, "apis.createApi", json!({"name": "y"})).await.0 == 401).then_some(())
+    })
+    .await;
+
+    drop(a.process);
+    drop(b.process);
+}
+
+#[tokio::test]
+async fn a_reconnecting_listener_drops_the_whole_cache() {
+    let db = TestDb::new().await;
+    let root =
+        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
+            .await
+            .unwrap()
+            .root_key;
+    let b = start(&db).await;
+    let (_, body) = b.call(&root, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let (_, body) = b.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+    let (key_id, key) = (
+        body["data"]["keyId"].as_str().unwrap().to_owned(),
+        body["data"]["key"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(b.code(&root, &key).await, "VALID");
+    // A change whose notification is lost: written without NOTIFY, while the listener is cut.
+    let client = db.client().await;
+    client.execute("UPDATE keys SET enabled = false WHERE id = $1", &[&key_id]).await.unwrap();
+    assert_eq!(b.code(&root, &key).await, "VALID", "still cached: nothing announced it");
+    client
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'", &[])
+        .await
+        .unwrap();
+    b.becomes(&root, &key, "DISABLED").await;
+    drop(b.process);
+}
