@@ -135,12 +135,10 @@ fn step(
             Some(Token::One) => {
                 next.insert(s + 1);
             }
-            Some(Token::Literal(l)) => {
-                if symbol.is_some_and(|i| &literals[i] == l) {
-                    next.insert(s + 1);
-                }
+            Some(Token::Literal(l)) if symbol.is_some_and(|i| &literals[i] == l) => {
+                next.insert(s + 1);
             }
-            None => {}
+            Some(Token::Literal(_)) | None => {}
         }
     }
     closure(tokens, &next)

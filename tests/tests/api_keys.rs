@@ -294,7 +294,7 @@ async fn list_keys_pages_by_cursor_and_filters_by_external_id() {
                 .map(|k| k["keyId"].as_str().unwrap().to_owned()),
         );
         if body["pagination"]["hasMore"] == false {
-            assert_eq!(body["pagination"]["cursor"], Value::Null);
+            assert!(body["pagination"].get("cursor").is_none(), "no cursor on the last page");
             break;
         }
         cursor = body["pagination"]["cursor"].as_str().map(str::to_owned);

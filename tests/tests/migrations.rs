@@ -19,8 +19,10 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
     let db = TestDb::new().await;
     assert!(!table_exists(&db, "workspaces").await);
     let report = strongbox_api::migrate(&DatabaseConfig::from_url(db.url())).await.unwrap();
-    assert_eq!(report.applied, vec!["V1__create_workspaces".to_owned()]);
-    assert!(table_exists(&db, "workspaces").await);
+    assert_eq!(report.applied, ["V1__create_workspaces", "V2__create_apis_and_keys"]);
+    for table in ["workspaces", "apis", "identities", "keys", "root_keys"] {
+        assert!(table_exists(&db, table).await, "{table}");
+    }
     assert!(table_exists(&db, "refinery_schema_history").await);
 }
 

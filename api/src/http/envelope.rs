@@ -51,12 +51,12 @@ pub struct Page<T> {
 
 impl<T: Serialize> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
-        let has_more = self.cursor.is_some();
-        axum::Json(json!({
-            "meta": {"requestId": request_id()},
-            "data": self.data,
-            "pagination": {"cursor": self.cursor, "hasMore": has_more},
-        }))
-        .into_response()
+        // The cursor is omitted, not null, on the last page: @unkey/api rejects a null cursor.
+        let pagination = match self.cursor {
+            Some(cursor) => json!({"cursor": cursor, "hasMore": true}),
+            None => json!({"hasMore": false}),
+        };
+        axum::Json(json!({"meta": {"requestId": request_id()}, "data": self.data, "pagination": pagination}))
+            .into_response()
     }
 }
