@@ -32,6 +32,8 @@ pub enum Code {
     UsageExceeded,
     /// Over a rate limit.
     RateLimited,
+    /// The key belongs to another API than the one named (v1 `apiId`).
+    Forbidden,
 }
 
 /// A rate limit asked for by name in the request.
@@ -135,12 +137,12 @@ pub fn period_start(refill: &Refill, now: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Verifies. `workspace` limits the search (v2); `authorize` checks the caller may verify keys
-/// of the key's API.
+/// of the key's API, answering `false` for the FORBIDDEN outcome (v1's `apiId` mismatch).
 pub async fn verify(
     state: &AppState,
     workspace: Option<&str>,
     request: Request,
-    authorize: impl FnOnce(&Key) -> Result<(), ApiError>,
+    authorize: impl FnOnce(&Key) -> Result<bool, ApiError>,
 ) -> Result<Verdict, ApiError> {
     let found = lookup(state, &request.key)
         .await?
@@ -153,7 +155,14 @@ pub async fn verify(
             ratelimits: Vec::new(),
         });
     };
-    authorize(&key)?;
+    if !authorize(&key)? {
+        return Ok(Verdict {
+            code: Code::Forbidden,
+            key: None,
+            credits: None,
+            ratelimits: Vec::new(),
+        });
+    }
     let verdict = |code, credits, ratelimits| {
         Ok(Verdict { code, key: Some(key.clone()), credits, ratelimits })
     };

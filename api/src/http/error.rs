@@ -107,6 +107,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The explanation for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for ApiError {

@@ -9,6 +9,7 @@ mod keys;
 mod liveness;
 mod ops;
 pub mod root_keys;
+mod v1;
 mod verify;
 mod views;
 
@@ -64,6 +65,10 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v2/rootKeys.rerollKey", post(root_keys::reroll))
         .route("/v2/rootKeys.deleteKey", post(root_keys::delete))
         .route("/v2/{call}", post(not_supported))
+        .route("/v1/keys.createKey", post(v1::create_key))
+        .route("/v1/keys.getKey", get(v1::get_key))
+        .route("/v1/apis.listKeys", get(v1::list_keys))
+        .route("/v1/keys.verifyKey", post(v1::verify_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

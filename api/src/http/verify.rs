@@ -97,7 +97,7 @@ pub async fn verify_key(
         body.ratelimits.unwrap_or_default(),
     )?;
     let verdict = verify::verify(&state, Some(&caller.workspace_id), request, |key| {
-        caller.require(&format!("api.{}.verify_key", key.api_id))
+        caller.require(&format!("api.{}.verify_key", key.api_id)).map(|()| true)
     })
     .await?;
     Ok(Data(verify::data(&verdict)))

@@ -1,0 +1,363 @@
+//! Unkey's v1 calls that seed 003 names, in v1 shapes: `POST /v1/keys.createKey`,
+//! `GET /v1/keys.getKey`, `GET /v1/apis.listKeys` and the open `POST /v1/keys.verifyKey`.
+//! v1 errors are `{"error":{"code","message","docs","requestId"}}`.
+
+use axum::Json;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::envelope::request_id;
+use super::error::ApiError;
+use super::extract::Body;
+use crate::startup::AppState;
+use crate::store::keys::{self, Key};
+use crate::store::unix_ms;
+use crate::verify::{self, Code};
+
+/// A v1 error.
+pub struct V1Error(ApiError);
+
+impl From<ApiError> for V1Error {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let message = self.0.detail().to_owned();
+        // Log 5xx once, through the v2 error's own logging.
+        if status.is_server_error() {
+            drop(self.0.into_response());
+        }
+        let code = match status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "BAD_REQUEST",
+            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+            StatusCode::FORBIDDEN => "INSUFFICIENT_PERMISSIONS",
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::PRECONDITION_FAILED => "PRECONDITION_FAILED",
+            StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
+            _ => "INTERNAL_SERVER_ERROR",
+        };
+        let body = json!({"error": {
+            "code": code,
+            "message": message,
+            "docs": format!("tag:strongbox,2026:errors/{code}"),
+            "requestId": request_id(),
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A root key, refused in the v1 error shape.
+pub struct CallerV1(Caller);
+
+impl axum::extract::FromRequestParts<AppState> for CallerV1 {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, V1Error> {
+        Ok(Self(Caller::from_request_parts(parts, state).await?))
+    }
+}
+
+/// Query parameters, refused in the v1 error shape.
+pub struct QueryV1<T>(T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<AppState> for QueryV1<T> {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, V1Error> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await.map_err(|e| {
+            ApiError::bad_request(format!("invalid query string: {}", e.body_text()), Vec::new())
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// The v1 key object.
+fn key_v1(key: &Key) -> Value {
+    let mut v = json!({
+        "id": key.id,
+        "start": key.start,
+        "apiId": key.api_id,
+        "workspaceId": key.workspace_id,
+        "createdAt": unix_ms(key.created_at),
+        "enabled": key.enabled,
+        "permissions": key.permissions,
+        "roles": [],
+    });
+    if let Some(name) = &key.name {
+        v["name"] = json!(name);
+    }
+    if let Some(meta) = &key.meta {
+        v["meta"] = meta.clone();
+    }
+    if let Some(t) = key.updated_at {
+        v["updatedAt"] = json!(unix_ms(t));
+    }
+    if let Some(t) = key.expires_at {
+        v["expires"] = json!(unix_ms(t));
+    }
+    if let Some(remaining) = key.credits_remaining {
+        v["remaining"] = json!(remaining);
+    }
+    if let Some(r) = &key.refill {
+        v["refill"] = json!({"interval": r.interval, "amount": r.amount, "refillDay": r.day});
+    }
+    if let Some(limit) = key.ratelimits.iter().find(|l| l.auto_apply) {
+        v["ratelimit"] = json!({"async": false, "type": "fast", "limit": limit.limit, "duration": limit.duration,
+            "refillRate": limit.limit, "refillInterval": limit.duration});
+    }
+    if let Some((id, external_id)) = &key.identity {
+        v["ownerId"] = json!(external_id);
+        v["identity"] = json!({"id": id, "externalId": external_id});
+    }
+    v
+}
+
+/// The v1 createKey request.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateKeyV1 {
+    api_id: String,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    byte_length: Option<i64>,
+    #[serde(default)]
+    owner_id: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    meta: Option<Value>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    #[serde(default)]
+    expires: Option<i64>,
+    #[serde(default)]
+    remaining: Option<i64>,
+    #[serde(default)]
+    refill: Option<super::views::RefillIn>,
+    #[serde(default)]
+    ratelimit: Option<RatelimitV1>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    recoverable: Option<bool>,
+}
+
+/// v1's single rate limit.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RatelimitV1 {
+    limit: i64,
+    #[serde(default)]
+    duration: Option<i64>,
+    #[serde(default)]
+    refill_interval: Option<i64>,
+}
+
+/// `POST /v1/keys.createKey`: the v2 call underneath, answered as v1 (`{keyId, key}`).
+pub async fn create_key(
+    state: State<AppState>,
+    CallerV1(caller): CallerV1,
+    body: Result<Body<CreateKeyV1>, ApiError>,
+) -> Result<Response, V1Error> {
+    let Body(body) = body?;
+    let mut v2 = json!({
+        "apiId": body.api_id,
+        "prefix": body.prefix,
+        "name": body.name,
+        "byteLength": body.byte_length,
+        "externalId": body.external_id.or(body.owner_id),
+        "meta": body.meta,
+        "permissions": body.permissions,
+        "expires": body.expires,
+        "enabled": body.enabled,
+        "recoverable": body.recoverable,
+    });
+    if body.remaining.is_some() || body.refill.is_some() {
+        v2["credits"] = json!({"remaining": body.remaining, "refill": body.refill.map(|r| json!({"interval": r.interval, "amount": r.amount, "refillDay": r.refill_day}))});
+    }
+    if let Some(r) = body.ratelimit {
+        let duration = r.duration.or(r.refill_interval).unwrap_or(1000);
+        v2["ratelimits"] =
+            json!([{"name": "default", "limit": r.limit, "duration": duration, "autoApply": true}]);
+    }
+    let request = serde_json::from_value(v2)
+        .map_err(|_| ApiError::bad_request("invalid body", Vec::new()))?;
+    let data = super::keys::create_key(state, caller, Body(request)).await?;
+    Ok(Json(data.0).into_response())
+}
+
+/// `?keyId=…&decrypt=…`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetKeyQuery {
+    key_id: String,
+    #[serde(default)]
+    decrypt: Option<bool>,
+}
+
+/// `GET /v1/keys.getKey?keyId=…&decrypt=true`.
+pub async fn get_key(
+    State(state): State<AppState>,
+    CallerV1(caller): CallerV1,
+    QueryV1(q): QueryV1<GetKeyQuery>,
+) -> Result<Response, V1Error> {
+    let client = state.pool.get().await.map_err(ApiError::from)?;
+    let key = keys::get(&client, &caller.workspace_id, &q.key_id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::not_found("no such key"))?;
+    caller.require(&format!("api.{}.read_key", key.api_id))?;
+    if q.decrypt == Some(true) {
+        caller.require(&format!("api.{}.decrypt_key", key.api_id))?;
+    }
+    Ok(Json(key_v1(&key)).into_response())
+}
+
+/// `?apiId=…&limit=…&cursor=…&ownerId=…&externalId=…&decrypt=…`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListKeysQuery {
+    api_id: String,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    owner_id: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    decrypt: Option<bool>,
+}
+
+/// `GET /v1/apis.listKeys?apiId=…&decrypt=true`: `{keys, cursor?, total}`.
+pub async fn list_keys(
+    State(state): State<AppState>,
+    CallerV1(caller): CallerV1,
+    QueryV1(q): QueryV1<ListKeysQuery>,
+) -> Result<Response, V1Error> {
+    let api = super::apis::load(&state, &caller, &q.api_id).await?;
+    caller.require(&format!("api.{}.read_key", api.id))?;
+    if q.decrypt == Some(true) {
+        caller.require(&format!("api.{}.decrypt_key", api.id))?;
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("INVALID_LIMIT", "limit", "limit must be 1-100").into());
+    }
+    let client = state.pool.get().await.map_err(ApiError::from)?;
+    let owner = q.external_id.or(q.owner_id);
+    let mut page = keys::list(&client, &api.id, owner.as_deref(), q.cursor.as_deref(), limit + 1)
+        .await
+        .map_err(ApiError::from)?;
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM keys WHERE api_id = $1", &[&api.id])
+        .await
+        .map_err(ApiError::from)?
+        .get(0);
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let mut body = json!({"keys": page.iter().map(key_v1).collect::<Vec<_>>(), "total": total});
+    if more {
+        body["cursor"] = json!(page.last().map(|k| k.id.clone()));
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The v1 verifyKey request.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyKeyV1 {
+    key: String,
+    #[serde(default)]
+    api_id: Option<String>,
+    #[serde(default)]
+    authorization: Option<Authorization>,
+}
+
+/// `{"permissions": "a AND b" | {"and":[…]} | {"or":[…]}}`.
+#[derive(Deserialize)]
+pub struct Authorization {
+    #[serde(default)]
+    permissions: Option<Value>,
+}
+
+/// v1's permission query object, as a query string.
+fn query_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => {
+            let (op, items) =
+                o.get("and").map(|v| ("AND", v)).or_else(|| o.get("or").map(|v| ("OR", v)))?;
+            let parts: Option<Vec<String>> = items.as_array()?.iter().map(query_text).collect();
+            Some(format!("({})", parts?.join(&format!(" {op} "))))
+        }
+        _ => None,
+    }
+}
+
+/// `POST /v1/keys.verifyKey`: open, as v1 was. A key of another API than `apiId` is FORBIDDEN.
+pub async fn verify_key(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, V1Error> {
+    let Body(body) = Body::<VerifyKeyV1>::from_request(request, &state).await?;
+    let permissions = match body.authorization.and_then(|a| a.permissions) {
+        Some(value) => Some(query_text(&value).ok_or_else(|| {
+            ApiError::invalid(
+                "INVALID_PERMISSION_QUERY",
+                "authorization.permissions",
+                "expected a string or {and|or: [...]}",
+            )
+        })?),
+        None => None,
+    };
+    let request = super::verify::parse(body.key, permissions.as_deref(), None, Vec::new())?;
+    let api_id = body.api_id;
+    let verdict = verify::verify(&state, None, request, |key| {
+        Ok(api_id.as_ref().is_none_or(|a| a == &key.api_id))
+    })
+    .await?;
+    let mut v = json!({"valid": verdict.code == Code::Valid, "code": verdict.code, "requestId": request_id()});
+    if let Some(key) = &verdict.key {
+        v["keyId"] = json!(key.id);
+        v["enabled"] = json!(key.enabled);
+        v["permissions"] = json!(key.permissions);
+        if let Some(name) = &key.name {
+            v["name"] = json!(name);
+        }
+        if let Some(meta) = &key.meta {
+            v["meta"] = meta.clone();
+        }
+        if let Some(t) = key.expires_at {
+            v["expires"] = json!(unix_ms(t));
+        }
+        if let Some(c) = verdict.credits {
+            v["remaining"] = json!(c);
+        }
+        if let Some((_, external)) = &key.identity {
+            v["ownerId"] = json!(external);
+        }
+        if let Some(l) = verdict.ratelimits.first() {
+            v["ratelimit"] = json!({"limit": l.limit, "remaining": l.remaining, "reset": l.reset});
+        }
+    }
+    Ok(Json(v).into_response())
+}
