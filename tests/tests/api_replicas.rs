@@ -132,3 +132,33 @@ async fn a_reconnecting_listener_drops_the_whole_cache() {
     b.becomes(&root, &key, "DISABLED").await;
     drop(b.process);
 }
+
+#[tokio::test]
+async fn admin_requests_are_logged_with_the_root_key_id_and_never_a_key() {
+    let db = TestDb::new().await;
+    let made =
+        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
+            .await
+            .unwrap();
+    let mut replica = start(&db).await;
+    let (_, body) = replica.call(&made.root_key, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let (_, body) = replica.call(&made.root_key, "keys.createKey", json!({"apiId": api_id})).await;
+    let key = body["data"]["key"].as_str().unwrap().to_owned();
+    let request_id = body["meta"]["requestId"].as_str().unwrap().to_owned();
+    replica.code(&made.root_key, &key).await;
+    replica.process.signal("TERM");
+    assert!(replica.process.wait().await.success());
+    let log = replica.process.log.join("\n");
+    let line = replica
+        .process
+        .log
+        .iter()
+        .find(|l| l.contains(&request_id) && l.contains("\"message\":\"request\""))
+        .unwrap_or_else(|| panic!("no request line for {request_id}:\n{log}"));
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(parsed["span"]["auth.root_key"], made.root_key_id.as_str(), "{line}");
+    assert_eq!(parsed["span"]["workspace_id"], made.workspace_id.as_str(), "{line}");
+    assert!(!log.contains(&made.root_key), "the root key never appears in logs");
+    assert!(!log.contains(&key), "a customer key never appears in logs");
+}

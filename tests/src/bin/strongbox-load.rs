@@ -4,7 +4,11 @@
 //!   strongbox-load aes-gcm --batch N --seconds S
 //!   strongbox-load vault-encrypt --url URL --ca F --cert F --key F --batch N --connections C --seconds S
 //!
-//! Prints one JSON line: {"name","requests","items","seconds","req_per_s","items_per_s","errors"}.
+//!   strongbox-load api-setup --url URL --root ROOT_KEY
+//!
+//! The load modes print one JSON line: {"name","requests","items","seconds","req_per_s",
+//! "items_per_s","errors"}. `api-setup` creates an API and two keys (one with credits) for the
+//! api benchmarks and prints `API_ID=… KEY=… CREDIT_KEY=…`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +50,7 @@ fn parse() -> Args {
             "--batch" => parsed.batch = value.parse().expect("--batch"),
             "--connections" => parsed.connections = value.parse().expect("--connections"),
             "--seconds" => parsed.seconds = value.parse().expect("--seconds"),
+            "--root" => parsed.key = value,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -155,9 +160,41 @@ async fn vault_encrypt(args: Args) {
     );
 }
 
+async fn api_setup(args: Args) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = |call: &str, body: serde_json::Value| {
+        let request =
+            client.post(format!("{}/v2/{call}", args.url)).bearer_auth(&args.key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<serde_json::Value>().await.unwrap()["data"].clone()
+        }
+    };
+    let api_id = call("apis.createApi", json!({"name": "bench"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key =
+        call("keys.createKey", json!({"apiId": api_id})).await["key"].as_str().unwrap().to_owned();
+    let credit_key = call(
+        "keys.createKey",
+        json!({"apiId": api_id, "credits": {"remaining": 1_000_000_000_000i64}}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    println!("API_ID={api_id} KEY={key} CREDIT_KEY={credit_key}");
+}
+
 fn main() {
     let args = parse();
     match args.mode.as_str() {
+        "api-setup" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            runtime.block_on(api_setup(args));
+        }
         "aes-gcm" => aes_gcm(&args),
         "vault-encrypt" => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
