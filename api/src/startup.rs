@@ -28,6 +28,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// Pending `last_used_at` writes.
     pub touches: Arc<Touches>,
+    /// The served OpenAPI document.
+    pub spec: Arc<utoipa::openapi::OpenApi>,
 }
 
 /// A built api: migrated database, bound listeners, not yet serving.
@@ -72,6 +74,7 @@ impl Application {
                 cache: Cache::new(Duration::from_secs(config.cache.ttl_seconds)),
                 limiter: Arc::new(Limiter::default()),
                 touches: Arc::new(Touches::default()),
+                spec: Arc::new(http::documented_routes().1),
             },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),

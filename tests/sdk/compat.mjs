@@ -42,6 +42,9 @@ async function expectError(cls, status, fn, what) {
 
 const apiId = (await unkey.apis.createApi({ name: "sdk-js" })).data.apiId;
 check(apiId.startsWith("api_"), "createApi");
+// A key that expires while the rest of the flow runs; checked at the end.
+const expiresAt = Date.now() + 1500;
+const expiring = (await unkey.keys.createKey({ apiId, expires: expiresAt })).data.key;
 check((await unkey.apis.getApi({ apiId })).data.name === "sdk-js", "getApi");
 
 const created = (
@@ -69,7 +72,7 @@ for (let i = 0; i < 2; i++) await unkey.keys.createKey({ apiId, externalId: "use
 const first = await unkey.apis.listKeys({ apiId, limit: 2 });
 check(first.result.data.length === 2 && first.result.pagination.hasMore, "first page");
 const second = await unkey.apis.listKeys({ apiId, limit: 2, cursor: first.result.pagination.cursor });
-check(second.result.data.length === 1 && !second.result.pagination.hasMore, "last page");
+check(second.result.data.length === 2 && !second.result.pagination.hasMore, "last page");
 const owned = await unkey.apis.listKeys({ apiId, externalId: "user_7" });
 check(owned.result.data.length === 2, "listKeys by externalId");
 
@@ -105,7 +108,7 @@ check(rk.key.startsWith("sb_"), "rootKeys.createKey");
 const listed = await rootKeys("listKeys", {});
 check(listed.data.some((k) => k.keyId === rk.keyId), "rootKeys.listKeys");
 const reader = new Unkey({ rootKey: rk.key, serverURL });
-check((await reader.apis.listKeys({ apiId })).result.data.length === 3, "a reader can list keys");
+check((await reader.apis.listKeys({ apiId })).result.data.length === 4, "a reader can list keys");
 await expectError(errors.ForbiddenErrorResponse, 403, () => reader.keys.createKey({ apiId }), "a reader cannot create keys");
 await rootKeys("updateKey", { keyId: rk.keyId, permissions: [`api.${apiId}.read_key`, `api.${apiId}.create_key`] });
 check((await reader.keys.createKey({ apiId })).data.key.length > 0, "rootKeys.updateKey applies at once");
@@ -118,6 +121,10 @@ await expectError(errors.NotFoundErrorResponse, 404, () => unkey.keys.createKey(
 await expectError(errors.BadRequestErrorResponse, 400, () => unkey.keys.createKey({ apiId, prefix: "bad-prefix" }), "invalid prefix");
 const bad = await expectError(errors.BadRequestErrorResponse, 400, () => unkey.keys.verifyKey({ key, permissions: "a AND (" }), "bad query");
 check(bad.data$.error.status === 400 && bad.data$.error.detail.length > 0, "errors parse into the SDK's model");
+
+// Waiting for a deadline to pass is the event itself here.
+await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now() + 50)));
+check((await unkey.keys.verifyKey({ key: expiring })).data.code === "EXPIRED", "verify EXPIRED");
 
 await unkey.apis.deleteApi({ apiId });
 await expectError(errors.NotFoundErrorResponse, 404, () => unkey.apis.getApi({ apiId }), "deleteApi");

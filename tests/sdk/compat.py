@@ -6,6 +6,7 @@ success prints "sdk-compat: ok <n> checks".
 
 import os
 import sys
+import time
 
 from unkey.py import Unkey, errors, models
 
@@ -36,6 +37,9 @@ def expect_error(cls, status, fn, what):
 with Unkey(root_key=ROOT, server_url=URL) as unkey:
     api_id = unkey.apis.create_api(name="sdk-python").data.api_id
     check(api_id.startswith("api_"), "createApi returns an id")
+    # A key that expires while the rest of the flow runs; checked at the end.
+    expires_at_ms = int(time.time() * 1000) + 1500
+    expiring = unkey.keys.create_key(api_id=api_id, expires=expires_at_ms).data.key
     check(unkey.apis.get_api(api_id=api_id).data.name == "sdk-python", "getApi")
 
     created = unkey.keys.create_key(
@@ -64,9 +68,9 @@ with Unkey(root_key=ROOT, server_url=URL) as unkey:
     page = unkey.apis.list_keys(api_id=api_id, limit=2)
     check(len(page.result.data) == 2 and page.result.pagination.has_more, "first page")
     second = unkey.apis.list_keys(api_id=api_id, limit=2, cursor=page.result.pagination.cursor)
-    check(len(second.result.data) == 1 and not second.result.pagination.has_more, "second page")
+    check(len(second.result.data) == 2 and not second.result.pagination.has_more, "second page")
     seen = {k.key_id for k in page.result.data} | {k.key_id for k in second.result.data}
-    check(len(seen) == 3 and key_id in seen, "pages cover every key once")
+    check(len(seen) == 4 and key_id in seen, "pages cover every key once")
     by_owner = unkey.apis.list_keys(api_id=api_id, external_id="user_7")
     check(len(by_owner.result.data) == 2, "listKeys filters by externalId")
 
@@ -111,7 +115,7 @@ with Unkey(root_key=ROOT, server_url=URL) as unkey:
     check(any(k.key_id == rk.key_id for k in listed.result.data), "rootKeys.listKeys")
 
     with Unkey(root_key=rk.key, server_url=URL) as reader:
-        check(len(reader.apis.list_keys(api_id=api_id).result.data) == 3, "a reader can list keys")
+        check(len(reader.apis.list_keys(api_id=api_id).result.data) == 4, "a reader can list keys")
         expect_error(errors.ForbiddenErrorResponse, 403, lambda: reader.keys.create_key(api_id=api_id), "a reader cannot create keys")
         expect_error(errors.ForbiddenErrorResponse, 403, lambda: reader.root_keys.create_key(permissions=["**"]), "a reader cannot mint root keys")
 
@@ -124,6 +128,10 @@ with Unkey(root_key=ROOT, server_url=URL) as unkey:
 
     with Unkey(root_key="sb_" + "0" * 64, server_url=URL) as stranger:
         expect_error(errors.UnauthorizedErrorResponse, 401, lambda: stranger.apis.create_api(name="x"), "an unknown root key")
+
+    # Waiting for a deadline to pass is the event itself here.
+    time.sleep(max(0.0, expires_at_ms / 1000 - time.time() + 0.05))
+    check(unkey.keys.verify_key(key=expiring).data.code == "EXPIRED", "verify EXPIRED")
 
     unkey.root_keys.delete_key(key_id=rk.key_id)
     unkey.apis.delete_api(api_id=api_id)

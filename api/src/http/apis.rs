@@ -14,20 +14,20 @@ use crate::startup::AppState;
 use crate::store::{apis, keys};
 
 /// `{"name"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateApi {
     name: String,
 }
 
 /// `{"apiId"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiId {
     api_id: String,
 }
 
 /// `{"apiId","name"?,"storeEncryptedKeys"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateApi {
     api_id: String,
@@ -38,7 +38,7 @@ pub struct UpdateApi {
 }
 
 /// `{"apiId","limit"?,"cursor"?,"externalId"?,"decrypt"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListKeys {
     api_id: String,
@@ -68,6 +68,11 @@ pub async fn load(state: &AppState, caller: &Caller, api_id: &str) -> Result<api
 }
 
 /// `POST /v2/apis.createApi`.
+#[utoipa::path(post, path = "/v2/apis.createApi", tag = "apis", request_body = CreateApi,
+    responses((status = 200, description = "Creates an API. data: {apiId}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn create_api(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,6 +91,11 @@ pub async fn create_api(
 }
 
 /// `POST /v2/apis.getApi`.
+#[utoipa::path(post, path = "/v2/apis.getApi", tag = "apis", request_body = ApiId,
+    responses((status = 200, description = "Reads an API. data: {id, name, storeEncryptedKeys}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn get_api(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,6 +110,11 @@ pub async fn get_api(
 
 /// `POST /v2/apis.updateApi`: rename, or opt in to (or out of) recoverable keys. The opt-in is
 /// not retroactive: keys created before it were never stored.
+#[utoipa::path(post, path = "/v2/apis.updateApi", tag = "apis", request_body = UpdateApi,
+    responses((status = 200, description = "Strongbox extension: rename, or opt in to recoverable keys (not retroactive). data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn update_api(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,6 +135,11 @@ pub async fn update_api(
 }
 
 /// `POST /v2/apis.deleteApi`: its keys stop verifying at once.
+#[utoipa::path(post, path = "/v2/apis.deleteApi", tag = "apis", request_body = ApiId,
+    responses((status = 200, description = "Deletes an API; its keys stop verifying at once. data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn delete_api(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +157,11 @@ pub async fn delete_api(
 }
 
 /// `POST /v2/apis.listKeys`: a page of keys ordered by id.
+#[utoipa::path(post, path = "/v2/apis.listKeys", tag = "apis", request_body = ListKeys,
+    responses((status = 200, description = "A page of keys (KeyResponseData[]) ordered by id, with pagination.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,

@@ -21,7 +21,7 @@ use crate::startup::AppState;
 use crate::store::keys::{self, Key};
 
 /// The createKey request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateKey {
     api_id: String,
@@ -34,6 +34,7 @@ pub struct CreateKey {
     #[serde(default)]
     external_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
     #[serde(default)]
     roles: Option<Vec<String>>,
@@ -52,7 +53,7 @@ pub struct CreateKey {
 }
 
 /// `{"keyId","decrypt"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GetKey {
     key_id: String,
@@ -61,14 +62,14 @@ pub struct GetKey {
 }
 
 /// `{"keyId","permanent"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteKey {
     key_id: String,
 }
 
 /// `{"keyId","expiration"}`: milliseconds until the old key stops verifying (0: at once).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RerollKey {
     key_id: String,
@@ -77,36 +78,43 @@ pub struct RerollKey {
 }
 
 /// `{"keyId","operation","value"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCredits {
     key_id: String,
     operation: String,
+    #[schema(value_type = Option<i64>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     value: Option<Option<i64>>,
 }
 
 /// `{"key"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Whoami {
     key: String,
 }
 
 /// The updateKey request: an absent field is unchanged, `null` clears it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateKey {
     key_id: String,
+    #[schema(value_type = Option<String>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
+    #[schema(value_type = Option<String>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     external_id: Option<Option<String>>,
+    #[schema(value_type = Option<Object>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     meta: Option<Option<Value>>,
+    #[schema(value_type = Option<i64>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     expires: Option<Option<i64>>,
+    #[schema(value_type = Option<UpdateCreditsIn>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     credits: Option<Option<UpdateCreditsIn>>,
+    #[schema(value_type = Option<Vec<RatelimitIn>>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     ratelimits: Option<Option<Vec<RatelimitIn>>>,
     #[serde(default)]
@@ -118,11 +126,13 @@ pub struct UpdateKey {
 }
 
 /// `credits` of updateKey.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCreditsIn {
+    #[schema(value_type = Option<i64>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     remaining: Option<Option<i64>>,
+    #[schema(value_type = Option<super::views::RefillIn>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     refill: Option<Option<super::views::RefillIn>>,
 }
@@ -227,6 +237,11 @@ fn new_key_spec(caller: &Caller, api_id: &str, body: CreateKey) -> Result<NewKey
 }
 
 /// `POST /v2/keys.createKey`. The key appears in this response and never again.
+#[utoipa::path(post, path = "/v2/keys.createKey", tag = "keys", request_body = CreateKey,
+    responses((status = 200, description = "Creates a key. data: {keyId, key}; the key is shown only here.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -264,6 +279,11 @@ pub async fn create_key(
 }
 
 /// `POST /v2/keys.getKey`.
+#[utoipa::path(post, path = "/v2/keys.getKey", tag = "keys", request_body = GetKey,
+    responses((status = 200, description = "A key (KeyResponseData).", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,6 +299,11 @@ pub async fn get_key(
 
 /// `POST /v2/keys.deleteKey`. Deletion is always permanent; `permanent` is accepted for
 /// compatibility.
+#[utoipa::path(post, path = "/v2/keys.deleteKey", tag = "keys", request_body = DeleteKey,
+    responses((status = 200, description = "Deletes a key. data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +322,11 @@ pub async fn delete_key(
 }
 
 /// `POST /v2/keys.updateKey`.
+#[utoipa::path(post, path = "/v2/keys.updateKey", tag = "keys", request_body = UpdateKey,
+    responses((status = 200, description = "Updates a key; absent fields are unchanged, null clears. data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -369,6 +399,11 @@ pub async fn update_key(
 
 /// `POST /v2/keys.rerollKey`: a new key with the same settings; the old one stops verifying
 /// after `expiration` milliseconds (at once for 0 or null).
+#[utoipa::path(post, path = "/v2/keys.rerollKey", tag = "keys", request_body = RerollKey,
+    responses((status = 200, description = "A new key with the same settings. data: {keyId, key}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn reroll_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -412,6 +447,11 @@ pub async fn reroll_key(
 }
 
 /// `POST /v2/keys.updateCredits`: `set`, `increment` or `decrement`.
+#[utoipa::path(post, path = "/v2/keys.updateCredits", tag = "keys", request_body = UpdateCredits,
+    responses((status = 200, description = "set, increment or decrement credits. data: {remaining, refill?}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn update_credits(
     State(state): State<AppState>,
     caller: Caller,
@@ -457,6 +497,11 @@ pub async fn update_credits(
 }
 
 /// `POST /v2/keys.whoami`: a key's data, found by the key itself, in the caller's workspace.
+#[utoipa::path(post, path = "/v2/keys.whoami", tag = "keys", request_body = Whoami,
+    responses((status = 200, description = "A key found by the key itself (KeyResponseData).", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn whoami(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod keys;
 mod liveness;
+pub mod openapi;
 mod ops;
 pub mod root_keys;
 mod v1;
@@ -42,33 +43,56 @@ pub const V2_ROUTES: &[&str] = &[
     "rootKeys.deleteKey",
 ];
 
+/// The public routes with their OpenAPI document, built from the same registrations, so the
+/// spec cannot drift from what the server serves.
+pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    let (router, mut spec) =
+        utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .routes(routes!(liveness::liveness))
+            .routes(routes!(openapi_json))
+            .routes(routes!(apis::create_api))
+            .routes(routes!(apis::get_api))
+            .routes(routes!(apis::update_api))
+            .routes(routes!(apis::delete_api))
+            .routes(routes!(apis::list_keys))
+            .routes(routes!(keys::create_key))
+            .routes(routes!(keys::get_key))
+            .routes(routes!(keys::update_key))
+            .routes(routes!(keys::delete_key))
+            .routes(routes!(verify::verify_key))
+            .routes(routes!(keys::reroll_key))
+            .routes(routes!(keys::update_credits))
+            .routes(routes!(keys::whoami))
+            .routes(routes!(root_keys::create))
+            .routes(routes!(root_keys::list))
+            .routes(routes!(root_keys::update))
+            .routes(routes!(root_keys::reroll))
+            .routes(routes!(root_keys::delete))
+            .routes(routes!(v1::create_key))
+            .routes(routes!(v1::get_key))
+            .routes(routes!(v1::list_keys))
+            .routes(routes!(v1::verify_key))
+            .split_for_parts();
+    spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    (router, spec)
+}
+
+/// The OpenAPI document of this server.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json((*state.spec).clone())
+}
+
 /// Routes of the public listener.
 pub fn public_router(state: AppState) -> Router {
-    Router::new()
-        .route("/v2/liveness", get(liveness::liveness))
-        .route("/v2/apis.createApi", post(apis::create_api))
-        .route("/v2/apis.getApi", post(apis::get_api))
-        .route("/v2/apis.updateApi", post(apis::update_api))
-        .route("/v2/apis.deleteApi", post(apis::delete_api))
-        .route("/v2/apis.listKeys", post(apis::list_keys))
-        .route("/v2/keys.createKey", post(keys::create_key))
-        .route("/v2/keys.getKey", post(keys::get_key))
-        .route("/v2/keys.updateKey", post(keys::update_key))
-        .route("/v2/keys.deleteKey", post(keys::delete_key))
-        .route("/v2/keys.verifyKey", post(verify::verify_key))
-        .route("/v2/keys.rerollKey", post(keys::reroll_key))
-        .route("/v2/keys.updateCredits", post(keys::update_credits))
-        .route("/v2/keys.whoami", post(keys::whoami))
-        .route("/v2/rootKeys.createKey", post(root_keys::create))
-        .route("/v2/rootKeys.listKeys", post(root_keys::list))
-        .route("/v2/rootKeys.updateKey", post(root_keys::update))
-        .route("/v2/rootKeys.rerollKey", post(root_keys::reroll))
-        .route("/v2/rootKeys.deleteKey", post(root_keys::delete))
+    let (documented, _) = documented_routes();
+    documented
         .route("/v2/{call}", post(not_supported))
-        .route("/v1/keys.createKey", post(v1::create_key))
-        .route("/v1/keys.getKey", get(v1::get_key))
-        .route("/v1/apis.listKeys", get(v1::list_keys))
-        .route("/v1/keys.verifyKey", post(v1::verify_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

@@ -19,18 +19,19 @@ use crate::store::unix_ms;
 const MANAGE: &str = "root_key.*.manage";
 
 /// rootKeys.createKey.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Create {
     permissions: Vec<String>,
     #[serde(default)]
     name: Option<String>,
+    #[schema(value_type = Option<i64>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     expires: Option<Option<i64>>,
 }
 
 /// rootKeys.listKeys.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct List {
     #[serde(default)]
     limit: Option<i64>,
@@ -39,10 +40,11 @@ pub struct List {
 }
 
 /// rootKeys.updateKey.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Update {
     key_id: String,
+    #[schema(value_type = Option<String>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
     #[serde(default)]
@@ -52,7 +54,7 @@ pub struct Update {
 }
 
 /// rootKeys.rerollKey.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reroll {
     key_id: String,
@@ -61,7 +63,7 @@ pub struct Reroll {
 }
 
 /// rootKeys.deleteKey.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delete {
     key_id: String,
@@ -120,6 +122,11 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<RootKey, Ap
 }
 
 /// `POST /v2/rootKeys.createKey`. The key appears in this response only.
+#[utoipa::path(post, path = "/v2/rootKeys.createKey", tag = "rootKeys", request_body = Create,
+    responses((status = 200, description = "Creates a root key; it may grant only what the caller covers. data: {keyId, key}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,6 +156,11 @@ fn view(key: &RootKey) -> Value {
 }
 
 /// `POST /v2/rootKeys.listKeys`.
+#[utoipa::path(post, path = "/v2/rootKeys.listKeys", tag = "rootKeys", request_body = List,
+    responses((status = 200, description = "A page of root keys, never the keys themselves.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -183,6 +195,11 @@ async fn save(state: &AppState, key: &RootKey) -> Result<(), ApiError> {
 }
 
 /// `POST /v2/rootKeys.updateKey`: takes effect at once on every replica.
+#[utoipa::path(post, path = "/v2/rootKeys.updateKey", tag = "rootKeys", request_body = Update,
+    responses((status = 200, description = "Updates a root key; applies at once on every replica. data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -206,6 +223,11 @@ pub async fn update(
 
 /// `POST /v2/rootKeys.rerollKey`: a new root key with the same permissions; the old one stops
 /// working after `expiration` ms (at once for 0 or null).
+#[utoipa::path(post, path = "/v2/rootKeys.rerollKey", tag = "rootKeys", request_body = Reroll,
+    responses((status = 200, description = "A new root key with the same permissions. data: {keyId, key}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn reroll(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,6 +264,11 @@ pub async fn reroll(
 }
 
 /// `POST /v2/rootKeys.deleteKey`: takes effect at once on every replica.
+#[utoipa::path(post, path = "/v2/rootKeys.deleteKey", tag = "rootKeys", request_body = Delete,
+    responses((status = 200, description = "Deletes a root key. data: {}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -127,7 +127,7 @@ fn key_v1(key: &Key) -> Value {
 }
 
 /// The v1 createKey request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateKeyV1 {
     api_id: String,
@@ -142,6 +142,7 @@ pub struct CreateKeyV1 {
     #[serde(default)]
     external_id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
@@ -160,7 +161,7 @@ pub struct CreateKeyV1 {
 }
 
 /// v1's single rate limit.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RatelimitV1 {
     limit: i64,
@@ -171,6 +172,10 @@ pub struct RatelimitV1 {
 }
 
 /// `POST /v1/keys.createKey`: the v2 call underneath, answered as v1 (`{keyId, key}`).
+#[utoipa::path(post, path = "/v1/keys.createKey", tag = "v1", request_body = CreateKeyV1,
+    responses((status = 200, description = "Unkey v1 createKey: {keyId, key}.", body = Object),
+        (status = "4XX", description = "v1 error: {error: {code, message, docs, requestId}}", body = Object)),
+    security(("rootKey" = [])),)]
 pub async fn create_key(
     state: State<AppState>,
     CallerV1(caller): CallerV1,
@@ -204,7 +209,7 @@ pub async fn create_key(
 }
 
 /// `?keyId=…&decrypt=…`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GetKeyQuery {
     key_id: String,
@@ -213,6 +218,10 @@ pub struct GetKeyQuery {
 }
 
 /// `GET /v1/keys.getKey?keyId=…&decrypt=true`.
+#[utoipa::path(get, path = "/v1/keys.getKey", tag = "v1", params(("keyId" = String, Query, description = "The key"), ("decrypt" = Option<bool>, Query, description = "Include plaintext of recoverable keys")),
+    responses((status = 200, description = "Unkey v1 key object.", body = Object),
+        (status = "4XX", description = "v1 error: {error: {code, message, docs, requestId}}", body = Object)),
+    security(("rootKey" = [])),)]
 pub async fn get_key(
     State(state): State<AppState>,
     CallerV1(caller): CallerV1,
@@ -231,7 +240,7 @@ pub async fn get_key(
 }
 
 /// `?apiId=…&limit=…&cursor=…&ownerId=…&externalId=…&decrypt=…`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListKeysQuery {
     api_id: String,
@@ -248,6 +257,10 @@ pub struct ListKeysQuery {
 }
 
 /// `GET /v1/apis.listKeys?apiId=…&decrypt=true`: `{keys, cursor?, total}`.
+#[utoipa::path(get, path = "/v1/apis.listKeys", tag = "v1", params(("apiId" = String, Query, description = "The API"), ("limit" = Option<i64>, Query, description = "1-100"), ("cursor" = Option<String>, Query, description = "From the previous page"), ("ownerId" = Option<String>, Query, description = "Filter by owner"), ("decrypt" = Option<bool>, Query, description = "Include plaintexts")),
+    responses((status = 200, description = "Unkey v1 {keys, cursor?, total}.", body = Object),
+        (status = "4XX", description = "v1 error: {error: {code, message, docs, requestId}}", body = Object)),
+    security(("rootKey" = [])),)]
 pub async fn list_keys(
     State(state): State<AppState>,
     CallerV1(caller): CallerV1,
@@ -282,7 +295,7 @@ pub async fn list_keys(
 }
 
 /// The v1 verifyKey request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyKeyV1 {
     key: String,
@@ -293,9 +306,10 @@ pub struct VerifyKeyV1 {
 }
 
 /// `{"permissions": "a AND b" | {"and":[…]} | {"or":[…]}}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Authorization {
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     permissions: Option<Value>,
 }
 
@@ -314,6 +328,9 @@ fn query_text(value: &Value) -> Option<String> {
 }
 
 /// `POST /v1/keys.verifyKey`: open, as v1 was. A key of another API than `apiId` is FORBIDDEN.
+#[utoipa::path(post, path = "/v1/keys.verifyKey", tag = "v1", request_body = VerifyKeyV1,
+    responses((status = 200, description = "Unkey v1 verifyKey, open (no root key): {valid, code, keyId?, …}.", body = Object),
+        (status = "4XX", description = "v1 error: {error: {code, message, docs, requestId}}", body = Object)),)]
 pub async fn verify_key(
     State(state): State<AppState>,
     request: Request,

@@ -13,7 +13,7 @@ use crate::startup::AppState;
 use crate::verify::{self, RequestedLimit};
 
 /// The verifyKey request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyKey {
     key: String,
@@ -26,13 +26,13 @@ pub struct VerifyKey {
 }
 
 /// `{"cost"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Cost {
     cost: i64,
 }
 
 /// A rate limit named in the request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LimitIn {
     name: String,
     #[serde(default)]
@@ -85,6 +85,11 @@ pub fn parse(
 
 /// `POST /v2/keys.verifyKey`: needs `api.<apiId>.verify_key` and finds only keys of the root
 /// key's workspace.
+#[utoipa::path(post, path = "/v2/keys.verifyKey", tag = "keys", request_body = VerifyKey,
+    responses((status = 200, description = "Every outcome is 200. data: {valid, code, keyId?, name?, meta?, expires?, credits?, enabled?, permissions?, roles?, identity?, ratelimits?}.", body = super::openapi::SuccessResponse),
+        (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
+        (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
+    security(("rootKey" = [])))]
 pub async fn verify_key(
     State(state): State<AppState>,
     caller: Caller,

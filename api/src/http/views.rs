@@ -61,7 +61,7 @@ pub fn credits_data(remaining: Option<i64>, refill: Option<&Refill>) -> Value {
 }
 
 /// `credits` of createKey.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditsIn {
     /// Starting credits; null is unlimited.
@@ -72,7 +72,7 @@ pub struct CreditsIn {
 }
 
 /// A refill rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefillIn {
     /// `daily` or `monthly`.
@@ -125,7 +125,7 @@ impl RefillIn {
 }
 
 /// A rate limit of createKey or updateKey.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RatelimitIn {
     /// Name, unique per key.
