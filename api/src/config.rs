@@ -29,6 +29,9 @@ pub struct ApiConfig {
     /// `[usage]`: recording when keys were last used.
     #[serde(default)]
     pub usage: UsageConfig,
+    /// `[vault]`: the vault for recoverable keys; without it they answer 503.
+    #[serde(default)]
+    pub vault: Option<crate::vault_client::VaultClientConfig>,
 }
 
 /// `[usage]`: `last_used_at` is written in batches, off the request path.

@@ -10,6 +10,7 @@ pub mod ratelimit;
 pub mod recovery;
 pub mod startup;
 pub mod store;
+pub mod vault_client;
 pub mod verify;
 
 use strongbox_shared::db::{DatabaseConfig, MigrationReport};

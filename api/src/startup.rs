@@ -30,6 +30,8 @@ pub struct AppState {
     pub touches: Arc<Touches>,
     /// The served OpenAPI document.
     pub spec: Arc<utoipa::openapi::OpenApi>,
+    /// The vault, when configured.
+    pub vault: Option<Arc<crate::vault_client::VaultClient>>,
 }
 
 /// A built api: migrated database, bound listeners, not yet serving.
@@ -75,6 +77,13 @@ impl Application {
                 limiter: Arc::new(Limiter::default()),
                 touches: Arc::new(Touches::default()),
                 spec: Arc::new(http::documented_routes().1),
+                vault: match &config.vault {
+                    Some(v) => Some(Arc::new(
+                        crate::vault_client::VaultClient::new(v)
+                            .context("configuring the vault client")?,
+                    )),
+                    None => None,
+                },
             },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),

@@ -18,7 +18,8 @@ pub use db::TestDb;
 pub use pki::TestPki;
 pub use process::ServiceProcess;
 pub use services::{
-    SERVER_KEY, TestApi, TestVault, send, spawn_api, spawn_vault, spawn_vault_with, vault_env,
+    SERVER_KEY, TestApi, TestVault, send, spawn_api, spawn_api_with_vault, spawn_vault,
+    spawn_vault_with, vault_env,
 };
 pub use tempdir::TempDir;
 

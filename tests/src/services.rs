@@ -68,6 +68,25 @@ pub async fn spawn_api(db: &TestDb, extra: &[(&str, &str)]) -> TestApi {
     }
 }
 
+/// Builds and runs an api that reaches `vault` with the api identity.
+pub async fn spawn_api_with_vault(
+    db: &TestDb,
+    vault: &TestVault,
+    extra: &[(&str, &str)],
+) -> TestApi {
+    let file = |name: &str| vault.pki.path(name).display().to_string();
+    let (url, ca, cert, key) =
+        (vault.url.clone(), file("ca.pem"), file("api.pem"), file("api-key.pem"));
+    let mut env: Vec<(&str, &str)> = vec![
+        ("STRONGBOX_API__VAULT__URL", url.as_str()),
+        ("STRONGBOX_API__VAULT__CA", ca.as_str()),
+        ("STRONGBOX_API__VAULT__CERT", cert.as_str()),
+        ("STRONGBOX_API__VAULT__KEY", key.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    spawn_api(db, &env).await
+}
+
 impl TestApi {
     /// Creates a workspace and returns its all-powerful root key.
     pub async fn workspace(&self, name: &str) -> String {

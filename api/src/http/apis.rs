@@ -169,7 +169,8 @@ pub async fn list_keys(
 ) -> Result<Page<Value>, ApiError> {
     let api = load(&state, &caller, &body.api_id).await?;
     caller.require(&format!("api.{}.read_key", api.id))?;
-    if body.decrypt == Some(true) {
+    let decrypt = body.decrypt == Some(true);
+    if decrypt {
         caller.require(&format!("api.{}.decrypt_key", api.id))?;
     }
     let limit = body.limit.unwrap_or(100);
@@ -188,5 +189,20 @@ pub async fn list_keys(
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let cursor = if more { page.last().map(|k| k.id.clone()) } else { None };
-    Ok(Page { data: page.iter().map(|k| key_data(k, None)).collect(), cursor })
+    let plaintexts = if decrypt {
+        let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
+        crate::recovery::open(
+            &state,
+            &caller.workspace_id,
+            &caller.key_id,
+            &ids,
+            crate::recovery::Mode::Page,
+        )
+        .await?
+    } else {
+        Default::default()
+    };
+    let data =
+        page.iter().map(|k| key_data(k, plaintexts.get(&k.id).map(|p| p.as_str()))).collect();
+    Ok(Page { data, cursor })
 }

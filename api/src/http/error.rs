@@ -82,6 +82,16 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
 
+    /// 410 with `code` (`KEY_NOT_RECOVERABLE`).
+    pub fn gone(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, code, detail)
+    }
+
+    /// 500 `KEY_INTEGRITY_ERROR`: stored key material failed authentication.
+    pub fn integrity(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "KEY_INTEGRITY_ERROR", detail)
+    }
+
     /// 405 `METHOD_NOT_ALLOWED`.
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use POST for /v2 calls")

@@ -260,9 +260,16 @@ pub async fn create_key(
         }
     }
     let spec = new_key_spec(&caller, &api.id, body)?;
-    if recoverable {
-        return Err(crate::recovery::unavailable());
-    }
+    // The key id exists before encryption and is the ciphertext's context; if the vault call
+    // fails, nothing has been written.
+    let sealed = if recoverable {
+        Some(
+            crate::recovery::seal(&state, &caller.workspace_id, &spec.key.id, &spec.plaintext)
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut key = spec.key;
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
@@ -273,6 +280,9 @@ pub async fn create_key(
         ));
     }
     keys::insert(&tx, &key, &keygen::hash(&spec.plaintext)).await?;
+    if let Some(sealed) = &sealed {
+        crate::store::encrypted::insert(&tx, &caller.workspace_id, sealed).await?;
+    }
     tx.commit().await?;
     tracing::info!(key_id = %key.id, api_id = %api.id, "created key");
     Ok(Data(json!({"keyId": key.id, "key": spec.plaintext})))
@@ -291,10 +301,22 @@ pub async fn get_key(
 ) -> Result<Data<Value>, ApiError> {
     let key = load(&state, &caller, &body.key_id).await?;
     caller.require(&format!("api.{}.read_key", key.api_id))?;
-    if body.decrypt == Some(true) {
+    let plaintext = if body.decrypt == Some(true) {
         caller.require(&format!("api.{}.decrypt_key", key.api_id))?;
-    }
-    Ok(Data(key_data(&key, None)))
+        let ids = [key.id.clone()];
+        crate::recovery::open(
+            &state,
+            &caller.workspace_id,
+            &caller.key_id,
+            &ids,
+            crate::recovery::Mode::One,
+        )
+        .await?
+        .remove(&key.id)
+    } else {
+        None
+    };
+    Ok(Data(key_data(&key, plaintext.as_ref().map(|p| p.as_str()))))
 }
 
 /// `POST /v2/keys.deleteKey`. Deletion is always permanent; `permanent` is accepted for
@@ -428,9 +450,25 @@ pub async fn reroll_key(
     new.created_at = time::OffsetDateTime::now_utc();
     new.updated_at = None;
     new.last_used_at = None;
+    // A recoverable key stays recoverable while its API opts in; after an opt-out the new key is
+    // a plain one (old keys still decrypt).
+    let was_recoverable = {
+        let client = state.pool.get().await?;
+        !crate::store::encrypted::for_keys(&client, std::slice::from_ref(&old.id)).await?.is_empty()
+    };
+    let sealed =
+        if was_recoverable && load_api(&state, &caller, &old.api_id).await?.store_encrypted_keys {
+            caller.require(&format!("api.{}.encrypt_key", old.api_id))?;
+            Some(crate::recovery::seal(&state, &caller.workspace_id, &new.id, &plaintext).await?)
+        } else {
+            None
+        };
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     keys::insert(&tx, &new, &keygen::hash(&plaintext)).await?;
+    if let Some(sealed) = &sealed {
+        crate::store::encrypted::insert(&tx, &caller.workspace_id, sealed).await?;
+    }
     if expiration == 0 {
         keys::delete(&tx, &caller.workspace_id, &old.id).await?;
     } else {

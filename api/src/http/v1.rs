@@ -233,10 +233,23 @@ pub async fn get_key(
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::not_found("no such key"))?;
     caller.require(&format!("api.{}.read_key", key.api_id))?;
+    let mut body = key_v1(&key);
     if q.decrypt == Some(true) {
         caller.require(&format!("api.{}.decrypt_key", key.api_id))?;
+        let ids = [key.id.clone()];
+        let opened = crate::recovery::open(
+            &state,
+            &caller.workspace_id,
+            &caller.key_id,
+            &ids,
+            crate::recovery::Mode::One,
+        )
+        .await?;
+        if let Some(plaintext) = opened.get(&key.id) {
+            body["plaintext"] = json!(plaintext.as_str());
+        }
     }
-    Ok(Json(key_v1(&key)).into_response())
+    Ok(Json(body).into_response())
 }
 
 /// `?apiId=…&limit=…&cursor=…&ownerId=…&externalId=…&decrypt=…`.
@@ -287,7 +300,30 @@ pub async fn list_keys(
         .get(0);
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
-    let mut body = json!({"keys": page.iter().map(key_v1).collect::<Vec<_>>(), "total": total});
+    let plaintexts = if q.decrypt == Some(true) {
+        let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
+        crate::recovery::open(
+            &state,
+            &caller.workspace_id,
+            &caller.key_id,
+            &ids,
+            crate::recovery::Mode::Page,
+        )
+        .await?
+    } else {
+        Default::default()
+    };
+    let keys: Vec<Value> = page
+        .iter()
+        .map(|k| {
+            let mut v = key_v1(k);
+            if let Some(p) = plaintexts.get(&k.id) {
+                v["plaintext"] = json!(p.as_str());
+            }
+            v
+        })
+        .collect();
+    let mut body = json!({"keys": keys, "total": total});
     if more {
         body["cursor"] = json!(page.last().map(|k| k.id.clone()));
     }

@@ -2,6 +2,7 @@
 //! transaction, so callers compose them.
 
 pub mod apis;
+pub mod encrypted;
 pub mod keys;
 pub mod root_keys;
 pub mod workspaces;

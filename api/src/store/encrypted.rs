@@ -1,0 +1,87 @@
+//! Ciphertexts of recoverable keys, and the decrypt audit.
+
+use deadpool_postgres::GenericClient;
+
+/// A stored ciphertext.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The key it recovers.
+    pub key_id: String,
+    /// The vault keyring (the workspace id).
+    pub keyring: String,
+    /// The vault's ciphertext string.
+    pub ciphertext: String,
+    /// The DEK version that sealed it.
+    pub dek_version: i32,
+}
+
+/// Stores a ciphertext for a key inserted in the same transaction.
+pub async fn insert(
+    c: &impl GenericClient,
+    workspace_id: &str,
+    sealed: &Sealed,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) VALUES ($1, $2, $3, $4, $5)",
+        &[&sealed.key_id, &workspace_id, &sealed.keyring, &sealed.ciphertext, &sealed.dek_version],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The ciphertexts of these keys (those that have one).
+pub async fn for_keys(
+    c: &impl GenericClient,
+    key_ids: &[String],
+) -> Result<Vec<Sealed>, tokio_postgres::Error> {
+    let rows = c
+        .query("SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE key_id = ANY($1)", &[&key_ids])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Sealed {
+            key_id: r.get(0),
+            keyring: r.get(1),
+            ciphertext: r.get(2),
+            dek_version: r.get(3),
+        })
+        .collect())
+}
+
+/// Every ciphertext of a workspace, for `export-encrypted`.
+pub async fn for_workspace(
+    c: &impl GenericClient,
+    workspace_id: &str,
+) -> Result<Vec<Sealed>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE workspace_id = $1 ORDER BY key_id",
+            &[&workspace_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Sealed {
+            key_id: r.get(0),
+            keyring: r.get(1),
+            ciphertext: r.get(2),
+            dek_version: r.get(3),
+        })
+        .collect())
+}
+
+/// Records a decrypt.
+pub async fn audit(
+    c: &impl GenericClient,
+    workspace_id: &str,
+    root_key_id: &str,
+    request_id: &str,
+    key_ids: &[String],
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO decrypt_audit (workspace_id, root_key_id, request_id, key_ids) VALUES ($1, $2, $3, $4)",
+        &[&workspace_id, &root_key_id, &request_id, &key_ids],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The api's client of the vault: mutual TLS with the api's identity, the vault's CA only and
+//! hostname verification; pooled keep-alive connections; connect and request timeouts; bounded
+//! retries with backoff for transport failures of idempotent calls only (never for a locked
+//! vault); and a circuit breaker, so a dead vault costs callers milliseconds, not a timeout each.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strongbox_shared::tls::Reloading;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+/// `[vault]`: where the vault is and how to reach it. Without it, recoverable keys answer 503.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultClientConfig {
+    /// Base URL of the vault's mTLS listener, such as `https://vault.internal:7080`.
+    pub url: String,
+    /// CA bundle that signed the vault's certificate (the only trust anchor).
+    pub ca: PathBuf,
+    /// The api's client certificate (`spiffe://<td>/api`).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Longest wait for a connection, ms.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for an answer, ms.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Extra attempts of an idempotent call after a transport failure.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Consecutive transport failures that open the circuit.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit fails calls at once before one probe is let through, ms.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown_ms: u64,
+    /// How often the certificate files are checked for changes, seconds.
+    #[serde(default = "default_reload")]
+    pub reload_interval_seconds: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    1_000
+}
+fn default_request_timeout() -> u64 {
+    5_000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> u64 {
+    5_000
+}
+fn default_reload() -> u64 {
+    10
+}
+
+/// Why a vault call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultFailure {
+    /// The vault answered that it is locked.
+    Locked,
+    /// The vault could not be reached, timed out, or the circuit is open.
+    Unavailable(String),
+    /// The keyring (workspace) was crypto-shredded.
+    KeyringDeleted,
+    /// The keyring has never been used.
+    KeyringNotFound,
+    /// Any other refusal.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The vault's code.
+        code: String,
+    },
+}
+
+/// One item's outcome of a decrypt.
+pub type Opened = Result<Zeroizing<String>, String>;
+
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<(u32, Option<Instant>)>,
+}
+
+impl Breaker {
+    /// `Err` while open; lets one probe through once the cooldown has passed.
+    fn admit(&self) -> Result<(), VaultFailure> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.1 {
+            Some(until) if Instant::now() < until => {
+                Err(VaultFailure::Unavailable("the vault circuit breaker is open".to_owned()))
+            }
+            Some(_) => {
+                // Half-open: this call probes; one more failure re-opens at once.
+                state.1 = None;
+                state.0 = self.threshold.saturating_sub(1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn success(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+    }
+
+    fn failure(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 += 1;
+        if state.0 >= self.threshold {
+            state.1 = Some(Instant::now() + self.cooldown);
+            tracing::warn!(failures = state.0, "vault unreachable; circuit breaker open");
+        }
+    }
+}
+
+/// A client of one vault.
+pub struct VaultClient {
+    base: String,
+    http: Reloading<reqwest::Client>,
+    retries: u32,
+    breaker: Breaker,
+    reload_interval: Duration,
+}
+
+impl VaultClient {
+    /// Loads the certificates and builds the client.
+    pub fn new(config: &VaultClientConfig) -> anyhow::Result<Self> {
+        let (ca, cert, key) = (config.ca.clone(), config.cert.clone(), config.key.clone());
+        let connect = Duration::from_millis(config.connect_timeout_ms);
+        let request = Duration::from_millis(config.request_timeout_ms);
+        let http = Reloading::new(
+            "vault client TLS",
+            vec![ca.clone(), cert.clone(), key.clone()],
+            move || {
+                let tls = strongbox_shared::tls::mtls_client_config(&ca, &cert, &key)?;
+                Ok(reqwest::Client::builder()
+                    .use_preconfigured_tls(tls)
+                    .no_proxy()
+                    .connect_timeout(connect)
+                    .timeout(request)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build()?)
+            },
+        )?;
+        Ok(Self {
+            base: config.url.trim_end_matches('/').to_owned(),
+            http,
+            retries: config.retries,
+            breaker: Breaker {
+                threshold: config.breaker_failures.max(1),
+                cooldown: Duration::from_millis(config.breaker_cooldown_ms),
+                state: Mutex::new((0, None)),
+            },
+            reload_interval: Duration::from_secs(config.reload_interval_seconds.max(1)),
+        })
+    }
+
+    /// Reloads the client certificate when its files change, until `stop`.
+    pub fn spawn_reloader(&self, stop: CancellationToken) {
+        self.http.spawn_watcher(self.reload_interval, stop);
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotent: bool,
+    ) -> Result<Value, VaultFailure> {
+        self.breaker.admit()?;
+        let attempts = if idempotent { self.retries + 1 } else { 1 };
+        let mut last = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            match self.http.current().post(format!("{}{path}", self.base)).json(body).send().await {
+                Ok(response) => {
+                    self.breaker.success();
+                    return read(response).await;
+                }
+                Err(error) => {
+                    self.breaker.failure();
+                    last = describe(&error);
+                    tracing::warn!(path, attempt, error = %last, "vault call failed");
+                }
+            }
+        }
+        Err(VaultFailure::Unavailable(last))
+    }
+
+    /// Seals each `(plaintext, context)` under `keyring`'s newest DEK. Not retried: a second
+    /// attempt would seal again.
+    pub async fn encrypt(
+        &self,
+        keyring: &str,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<(String, i32)>, VaultFailure> {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(plaintext, context)| json!({"plaintext": STANDARD.encode(plaintext), "context": context}))
+            .collect();
+        let answer =
+            self.post("/v1/encrypt", &json!({"keyring": keyring, "items": items}), false).await?;
+        answer["items"]
+            .as_array()
+            .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()))?
+            .iter()
+            .map(|i| match (i["ciphertext"].as_str(), i["dek_version"].as_i64()) {
+                (Some(c), Some(v)) => Ok((c.to_owned(), i32::try_from(v).unwrap_or(i32::MAX))),
+                _ => Err(VaultFailure::Unavailable("malformed vault answer".to_owned())),
+            })
+            .collect()
+    }
+
+    /// Opens each `(ciphertext, context)` of `keyring`; one bad item gets its own error code.
+    pub async fn decrypt(
+        &self,
+        keyring: &str,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Opened>, VaultFailure> {
+        let body: Vec<Value> =
+            items.iter().map(|(c, ctx)| json!({"ciphertext": c, "context": ctx})).collect();
+        let answer =
+            self.post("/v1/decrypt", &json!({"keyring": keyring, "items": body}), true).await?;
+        let items = answer["items"]
+            .as_array()
+            .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()))?;
+        Ok(items
+            .iter()
+            .map(|i| match i["plaintext"].as_str() {
+                Some(b64) => STANDARD
+                    .decode(b64)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .map(Zeroizing::new)
+                    .ok_or_else(|| "MALFORMED_PLAINTEXT".to_owned()),
+                None => Err(i["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned()),
+            })
+            .collect())
+    }
+}
+
+async fn read(response: reqwest::Response) -> Result<Value, VaultFailure> {
+    let status = response.status().as_u16();
+    let locked = response.headers().contains_key("x-strongbox-locked");
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status == 200 {
+        return Ok(body);
+    }
+    let code = body["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned();
+    Err(match (status, code.as_str()) {
+        (503, _) if locked => VaultFailure::Locked,
+        (_, "VAULT_LOCKED") => VaultFailure::Locked,
+        (_, "KEYRING_DELETED") => VaultFailure::KeyringDeleted,
+        (_, "KEYRING_NOT_FOUND") => VaultFailure::KeyringNotFound,
+        _ => VaultFailure::Refused { status, code },
+    })
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(e) = source {
+            text.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        text
+    }
+}
