@@ -33,6 +33,19 @@ pub enum Command {
         #[arg(long, env = "STRONGBOX_API_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Write the ciphertexts of a workspace's recoverable keys as JSON lines
+    /// `{key_id, keyring, context, ciphertext, dek_version}`, for `strongbox-vault recover`.
+    ExportEncrypted {
+        /// The workspace, by name or id.
+        #[arg(long)]
+        workspace: String,
+        /// Database URL; overrides `database.url`.
+        #[arg(long, env = "STRONGBOX_API_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Create a workspace and print its first root key, which holds every permission.
     Bootstrap {
         /// Name of the new workspace.
@@ -63,6 +76,30 @@ impl Cli {
         let mut sources = ApiConfig::process_sources(self.config.as_deref());
         match self.command {
             Command::Serve => serve(&sources).await,
+            Command::ExportEncrypted { workspace, database_url, output } => {
+                if let Some(url) = database_url {
+                    sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);
+                }
+                let database = sources.load::<MigrateConfig>()?.database;
+                let count = match &output {
+                    Some(path) => {
+                        let file = std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?;
+                        crate::export_encrypted(
+                            &database,
+                            &workspace,
+                            std::io::BufWriter::new(file),
+                        )
+                        .await?
+                    }
+                    None => {
+                        crate::export_encrypted(&database, &workspace, std::io::stdout().lock())
+                            .await?
+                    }
+                };
+                eprintln!("exported {count} ciphertext(s)");
+                Ok(())
+            }
             Command::Bootstrap { workspace, database_url, json } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);

@@ -65,3 +65,36 @@ pub async fn bootstrap(database: &DatabaseConfig, name: &str) -> anyhow::Result<
     pool.close();
     Ok(Bootstrapped { workspace_id, root_key_id: key.id, root_key })
 }
+
+/// Writes the ciphertexts of workspace `workspace` (a name or an id) as JSON lines
+/// `{key_id, keyring, context, ciphertext, dek_version}`. Returns how many.
+pub async fn export_encrypted(
+    database: &DatabaseConfig,
+    workspace: &str,
+    mut out: impl std::io::Write,
+) -> anyhow::Result<usize> {
+    let pool = strongbox_shared::db::pool(database)?;
+    let client = pool.get().await?;
+    let id = match store::workspaces::id_by_name(&client, workspace).await? {
+        Some(id) => id,
+        None => client
+            .query_opt("SELECT id FROM workspaces WHERE id = $1", &[&workspace])
+            .await?
+            .map(|r| r.get(0))
+            .ok_or_else(|| anyhow::anyhow!("no workspace named or with id {workspace:?}"))?,
+    };
+    let rows = store::encrypted::for_workspace(&client, &id).await?;
+    for row in &rows {
+        let line = serde_json::json!({
+            "key_id": row.key_id,
+            "keyring": row.keyring,
+            "context": row.key_id,
+            "ciphertext": row.ciphertext,
+            "dek_version": row.dek_version,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    pool.close();
+    Ok(rows.len())
+}

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod hardening;
 mod http;
+pub mod recover;
 pub mod replication;
 pub mod service;
 pub mod startup;

@@ -113,6 +113,22 @@ pub enum Command {
     Rotate(#[command(flatten)] Connection),
     /// Replace the root key and re-wrap every KEK; other replicas lock themselves.
     RotateRoot(#[command(flatten)] Connection),
+    /// Disaster recovery, offline: decrypt `strongbox-api export-encrypted` output with the vault
+    /// database and the server key, without a running vault. Writes `{key_id, plaintext}` lines.
+    Recover {
+        /// The vault database.
+        #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
+        vault_db: String,
+        /// JSON lines from `strongbox-api export-encrypted`.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Write the plaintexts here (mode 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read the server key from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        key_stdin: bool,
+    },
     /// Keyring (per-workspace DEK) administration.
     Keyring {
         /// What to do.
@@ -245,6 +261,34 @@ impl Cli {
                     out.display()
                 );
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Recover { vault_db, input, output, key_stdin } => {
+                crate::recover::check_input(&input)?;
+                let key = operator::existing_key(key_stdin, "Server key: ")?;
+                let reader = std::io::BufReader::new(
+                    std::fs::File::open(&input)
+                        .with_context(|| format!("opening {}", input.display()))?,
+                );
+                let database = strongbox_shared::db::DatabaseConfig::from_url(vault_db);
+                let (recovered, failed) = match &output {
+                    Some(path) => {
+                        use std::os::unix::fs::OpenOptionsExt as _;
+                        let file = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .mode(0o600)
+                            .open(path)
+                            .with_context(|| format!("creating {}", path.display()))?;
+                        crate::recover::recover(&database, key, reader, file).await?
+                    }
+                    None => {
+                        crate::recover::recover(&database, key, reader, std::io::stdout().lock())
+                            .await?
+                    }
+                };
+                eprintln!("recovered {recovered} key(s); {failed} could not be recovered");
+                Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }
             other => operator::run(other).await,
         }

@@ -109,7 +109,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keyring { command } => keyring(command).await,
-        Command::Serve | Command::Migrate { .. } | Command::Certs { .. } => {
+        Command::Serve
+        | Command::Migrate { .. }
+        | Command::Certs { .. }
+        | Command::Recover { .. } => {
             bail!("not an operator command")
         }
     }
@@ -243,7 +246,7 @@ fn read_stdin_line() -> anyhow::Result<SecretString> {
     Ok(SecretString::from(key))
 }
 
-fn existing_key(from_stdin: bool, prompt: &str) -> anyhow::Result<SecretString> {
+pub(super) fn existing_key(from_stdin: bool, prompt: &str) -> anyhow::Result<SecretString> {
     if from_stdin {
         return read_stdin_line();
     }

@@ -1,0 +1,239 @@
+//! The leak drill (DESIGN §8): with a recoverable key created through the real binaries, show
+//! that no single part — api database, vault database, server key — nor any two expose it, and
+//! that all three together recover it through `export-encrypted` and `recover`.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use strongbox_tests::process::binary;
+use strongbox_tests::{
+    SERVER_KEY, ServiceProcess, TempDir, TestDb, TestPki, http_client, send, spawn_vault, vault_env,
+};
+use tokio::io::AsyncWriteExt as _;
+
+fn pg_dump() -> String {
+    let dir = std::env::var("STRONGBOX_PG_BIN").unwrap_or_default();
+    let candidate = std::path::Path::new(&dir).join("pg_dump");
+    if candidate.exists() { candidate.display().to_string() } else { "pg_dump".to_owned() }
+}
+
+async fn dump(db: &TestDb) -> String {
+    let output = tokio::process::Command::new(pg_dump())
+        .arg("--no-owner")
+        .arg(db.url())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn run(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(binary(program))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recover_it() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let stats = api_db.client().await;
+    let preload: String =
+        stats.query_one("SHOW shared_preload_libraries", &[]).await.unwrap().get(0);
+    assert!(
+        preload.contains("pg_stat_statements"),
+        "the leak drill needs pg_stat_statements preloaded (ops/test does it)"
+    );
+    stats
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();",
+        )
+        .await
+        .unwrap();
+
+    // The real binaries, logging at debug.
+    let pki = TestPki::new();
+    let mut vault_env: HashMap<String, String> = vault_env(&vault_db, &pki).into_iter().collect();
+    vault_env.insert("STRONGBOX_VAULT__LOG__FILTER".into(), "debug".into());
+    let mut vault = ServiceProcess::start("strongbox-vault", &["serve"], &vault_env);
+    let ready = vault.wait_for_message("strongbox-vault ready to serve").await;
+    let vault_url = format!(
+        "https://localhost:{}",
+        ready["main"].as_str().unwrap().rsplit(':').next().unwrap()
+    );
+    let (status, _) = send(
+        pki.client("operator"),
+        reqwest::Method::POST,
+        &format!("{vault_url}/v1/sys/initialize"),
+        Some(json!({"key": SERVER_KEY})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let file = |n: &str| pki.path(n).display().to_string();
+    let api_env = HashMap::from([
+        ("STRONGBOX_API__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__DATABASE__URL".to_owned(), api_db.url().to_owned()),
+        ("STRONGBOX_API__LOG__FILTER".to_owned(), "debug".to_owned()),
+        ("STRONGBOX_API__VAULT__URL".to_owned(), vault_url.clone()),
+        ("STRONGBOX_API__VAULT__CA".to_owned(), file("ca.pem")),
+        ("STRONGBOX_API__VAULT__CERT".to_owned(), file("api.pem")),
+        ("STRONGBOX_API__VAULT__KEY".to_owned(), file("api-key.pem")),
+    ]);
+    let mut api = ServiceProcess::start("strongbox-api", &["serve"], &api_env);
+    let ready = api.wait_for_message("strongbox-api ready to serve").await;
+    let api_url = format!("http://{}", ready["public"].as_str().unwrap());
+    let made = strongbox_api::bootstrap(
+        &strongbox_shared::db::DatabaseConfig::from_url(api_db.url()),
+        "drill",
+    )
+    .await
+    .unwrap();
+    let call = |name: &str, body: Value| {
+        let request = http_client()
+            .post(format!("{api_url}/v2/{name}"))
+            .bearer_auth(&made.root_key)
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["data"].clone() }
+    };
+    let api_id = call("apis.createApi", json!({"name": "drill"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call("apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let created = call("keys.createKey", json!({"apiId": api_id, "recoverable": true})).await;
+    let (key_id, key) = (
+        created["keyId"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(
+        call("keys.getKey", json!({"keyId": key_id, "decrypt": true})).await["plaintext"],
+        key.as_str()
+    );
+
+    // Neither database dump, nor the logs, nor pg_stat_statements holds the key or server key.
+    let (api_dump, vault_dump) = (dump(&api_db).await, dump(&vault_db).await);
+    for secret in [key.as_str(), SERVER_KEY] {
+        assert!(!api_dump.contains(secret), "api DB dump");
+        assert!(
+            !vault_dump.contains(secret),
+            "vault DB dump: the vault DB holds no customer key material"
+        );
+    }
+    let statements: Vec<String> = stats
+        .query("SELECT query FROM pg_stat_statements", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!statements.is_empty());
+    assert!(
+        statements.iter().all(|q| !q.contains(&key) && !q.contains(SERVER_KEY)),
+        "pg_stat_statements"
+    );
+    api.signal("TERM");
+    vault.signal("TERM");
+    assert!(api.wait().await.success() && vault.wait().await.success());
+    let logs = format!("{}\n{}", api.log.join("\n"), vault.log.join("\n"));
+    assert!(logs.contains(&key_id), "the logs are real: they name the key id");
+    assert!(!logs.contains(&key) && !logs.contains(SERVER_KEY), "logs");
+
+    // Export from the api DB (the ciphertexts).
+    let scratch = TempDir::new("drill");
+    let export = scratch.path().join("export.jsonl");
+    let (code, _, err) = run(
+        "strongbox-api",
+        &[
+            "export-encrypted",
+            "--workspace",
+            "drill",
+            "--database-url",
+            api_db.url(),
+            "--output",
+            export.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert!(exported.contains(&key_id) && !exported.contains(&key));
+
+    // api DB + vault DB with a wrong server key: nothing.
+    let (code, out, err) = run(
+        "strongbox-vault",
+        &[
+            "recover",
+            "--vault-db",
+            vault_db.url(),
+            "--input",
+            export.to_str().unwrap(),
+            "--key-stdin",
+        ],
+        "a-wrong-server-key-0123\n",
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("does not open") && !out.contains(&key), "{err}");
+
+    // A fresh vault initialised with the SAME server key cannot decrypt: DEKs are random.
+    let other_db = TestDb::new().await;
+    let twin = spawn_vault(&other_db, &[]).await;
+    twin.initialize().await;
+    let line: Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
+    let keyring = line["keyring"].as_str().unwrap();
+    twin.encrypt(keyring, &["same keyring name on the twin"]).await;
+    let opened = twin
+        .decrypt(keyring, &[(line["ciphertext"].as_str().unwrap().to_owned(), key_id.clone())])
+        .await;
+    assert_eq!(opened, vec![Err("DECRYPTION_FAILED".to_owned())]);
+    let (code, out, _) = run(
+        "strongbox-vault",
+        &[
+            "recover",
+            "--vault-db",
+            other_db.url(),
+            "--input",
+            export.to_str().unwrap(),
+            "--key-stdin",
+        ],
+        &format!("{SERVER_KEY}\n"),
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(!out.contains(&key), "the twin's database recovers nothing: {out}");
+
+    // All three together: the disaster-recovery path gives the key back.
+    let (code, out, err) = run(
+        "strongbox-vault",
+        &[
+            "recover",
+            "--vault-db",
+            vault_db.url(),
+            "--input",
+            export.to_str().unwrap(),
+            "--key-stdin",
+        ],
+        &format!("{SERVER_KEY}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let recovered: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (recovered["key_id"].as_str(), recovered["plaintext"].as_str()),
+        (Some(key_id.as_str()), Some(key.as_str()))
+    );
+}
