@@ -187,7 +187,13 @@ impl VaultClient {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
             }
-            match self.http.current().post(format!("{}{path}", self.base)).json(body).send().await {
+            let request = self
+                .http
+                .current()
+                .post(format!("{}{path}", self.base))
+                .header("traceparent", crate::http::envelope::outgoing_traceparent())
+                .json(body);
+            match request.send().await {
                 Ok(response) => {
                     self.breaker.success();
                     return read(response).await;

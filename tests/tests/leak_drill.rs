@@ -101,19 +101,26 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
     )
     .await
     .unwrap();
-    let call = |name: &str, body: Value| {
+    let call_full = |name: &str, body: Value| {
         let request = http_client()
             .post(format!("{api_url}/v2/{name}"))
             .bearer_auth(&made.root_key)
             .json(&body);
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap()["data"].clone() }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let call = |name: &str, body: Value| {
+        let full = call_full(name, body);
+        async move { full.await["data"].clone() }
     };
     let api_id = call("apis.createApi", json!({"name": "drill"})).await["apiId"]
         .as_str()
         .unwrap()
         .to_owned();
     call("apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
-    let created = call("keys.createKey", json!({"apiId": api_id, "recoverable": true})).await;
+    let created_full =
+        call_full("keys.createKey", json!({"apiId": api_id, "recoverable": true})).await;
+    let created_request_id = created_full["meta"]["requestId"].as_str().unwrap().to_owned();
+    let created = created_full["data"].clone();
     let (key_id, key) = (
         created["keyId"].as_str().unwrap().to_owned(),
         created["key"].as_str().unwrap().to_owned(),
@@ -150,6 +157,20 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
     let logs = format!("{}\n{}", api.log.join("\n"), vault.log.join("\n"));
     assert!(logs.contains(&key_id), "the logs are real: they name the key id");
     assert!(!logs.contains(&key) && !logs.contains(SERVER_KEY), "logs");
+    // The api request and the vault call it made share a W3C trace id.
+    let request_id = created_request_id.as_str();
+    let api_line: Value = api
+        .log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["span"]["request_id"] == request_id && l["message"] == "request")
+        .expect("the api logged the createKey request");
+    let trace_id = api_line["span"]["trace_id"].as_str().unwrap().to_owned();
+    assert_eq!(trace_id.len(), 32);
+    assert!(
+        vault.log.iter().any(|l| l.contains(&trace_id) && l.contains("/v1/encrypt")),
+        "the vault's encrypt carries the api's trace id {trace_id}"
+    );
 
     // Export from the api DB (the ciphertexts).
     let scratch = TempDir::new("drill");

@@ -7,26 +7,64 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument as _;
 
+/// What every request carries: its id and its W3C trace id.
+#[derive(Clone)]
+struct RequestContext {
+    id: String,
+    trace_id: String,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST: RequestContext;
 }
 
 /// The current request's id (`req_…`), or `req_unknown` outside a request.
 pub fn request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "req_unknown".to_owned())
+    REQUEST.try_with(|r| r.id.clone()).unwrap_or_else(|_| "req_unknown".to_owned())
+}
+
+/// A W3C `traceparent` for an outgoing call made while serving this request: the request's
+/// trace id (taken from the caller's `traceparent`, or new) and a fresh span id.
+pub fn outgoing_traceparent() -> String {
+    let trace_id = REQUEST.try_with(|r| r.trace_id.clone()).unwrap_or_else(|_| random_hex(16));
+    format!("00-{trace_id}-{}-01", random_hex(8))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // An all-zero id is invalid in W3C trace context; a failed random source yields one, and
+    // the receiver then starts its own trace, which is harmless.
+    let _ = getrandom::fill(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trace id of a valid incoming `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn incoming_trace_id(request: &Request) -> Option<String> {
+    let value = request.headers().get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    (version == "00" && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && trace != "0".repeat(32))
+        .then(|| trace.to_owned())
 }
 
 /// Gives every request an id, visible to handlers, errors and logs.
 pub async fn with_request_id(request: Request, next: Next) -> Response {
     let id = strongbox_shared::id::new_id("req").unwrap_or_else(|_| "req_unavailable".to_owned());
+    let trace_id = incoming_trace_id(&request).unwrap_or_else(|| random_hex(16));
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        trace_id = %trace_id,
         path = %request.uri().path(),
         "auth.root_key" = tracing::field::Empty,
         workspace_id = tracing::field::Empty,
     );
-    let response = REQUEST_ID.scope(id, next.run(request).instrument(span.clone())).await;
+    let context = RequestContext { id, trace_id };
+    let response = REQUEST.scope(context, next.run(request).instrument(span.clone())).await;
     // One line per request, carrying the request id and, for admin calls, the root key id.
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request"));
     response
@@ -58,5 +96,37 @@ impl<T: Serialize> IntoResponse for Page<T> {
         };
         axum::Json(json!({"meta": {"requestId": request_id()}, "data": self.data, "pagination": pagination}))
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_header(value: &str) -> Request {
+        axum::http::Request::builder()
+            .header("traceparent", value)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_valid_incoming_traceparent_is_joined_and_an_invalid_one_ignored() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            incoming_trace_id(&with_header(&format!("00-{trace}-00f067aa0ba902b7-01"))).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(incoming_trace_id(&with_header(bad)), None, "{bad}");
+        }
+        let out = outgoing_traceparent();
+        assert_eq!(out.split('-').map(str::len).collect::<Vec<_>>(), vec![2, 32, 16, 2], "{out}");
     }
 }

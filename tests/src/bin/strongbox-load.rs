@@ -186,14 +186,22 @@ async fn api_setup(args: Args) {
         .unwrap()
         .to_owned();
     // Recoverable keys: an API that opts in, with 100 of them to list.
-    let list_api = call("apis.createApi", json!({"name": "bench-list"})).await["apiId"].as_str().unwrap().to_owned();
+    let list_api = call("apis.createApi", json!({"name": "bench-list"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     call("apis.updateApi", json!({"apiId": list_api, "storeEncryptedKeys": true})).await;
     for _ in 0..100 {
         call("keys.createKey", json!({"apiId": list_api, "recoverable": true})).await;
     }
-    let rec_api = call("apis.createApi", json!({"name": "bench-recoverable"})).await["apiId"].as_str().unwrap().to_owned();
+    let rec_api = call("apis.createApi", json!({"name": "bench-recoverable"})).await["apiId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     call("apis.updateApi", json!({"apiId": rec_api, "storeEncryptedKeys": true})).await;
-    println!("API_ID={api_id} KEY={key} CREDIT_KEY={credit_key} LIST_API={list_api} REC_API={rec_api}");
+    println!(
+        "API_ID={api_id} KEY={key} CREDIT_KEY={credit_key} LIST_API={list_api} REC_API={rec_api}"
+    );
 }
 
 fn main() {

@@ -5,6 +5,7 @@ mod extract;
 mod keyrings;
 mod ops;
 mod sys;
+mod trace;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +38,7 @@ pub fn main_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(trace::log_request))
         .with_state(state)
 }
 
