@@ -19,8 +19,13 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
     let db = TestDb::new().await;
     assert!(!table_exists(&db, "workspaces").await);
     let report = strongbox_api::migrate(&DatabaseConfig::from_url(db.url())).await.unwrap();
-    assert_eq!(report.applied, ["V1__create_workspaces", "V2__create_apis_and_keys"]);
-    for table in ["workspaces", "apis", "identities", "keys", "root_keys"] {
+    assert_eq!(
+        report.applied,
+        ["V1__create_workspaces", "V2__create_apis_and_keys", "V3__create_encrypted_keys"]
+    );
+    for table in
+        ["workspaces", "apis", "identities", "keys", "root_keys", "encrypted_keys", "decrypt_audit"]
+    {
         assert!(table_exists(&db, table).await, "{table}");
     }
     assert!(table_exists(&db, "refinery_schema_history").await);

@@ -173,10 +173,7 @@ pub async fn list_keys(
     if decrypt {
         caller.require(&format!("api.{}.decrypt_key", api.id))?;
     }
-    let limit = body.limit.unwrap_or(100);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("INVALID_LIMIT", "limit", "limit must be 1-100"));
-    }
+    let limit = super::envelope::page_limit(body.limit)?;
     let client = state.pool.get().await?;
     let mut page = keys::list(
         &client,
@@ -186,9 +183,7 @@ pub async fn list_keys(
         limit + 1,
     )
     .await?;
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let cursor = if more { page.last().map(|k| k.id.clone()) } else { None };
+    let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
     let plaintexts = if decrypt {
         let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
         crate::recovery::open(

@@ -79,6 +79,28 @@ impl<T: Serialize> IntoResponse for Data<T> {
     }
 }
 
+/// Checks a page size: 1-100, 100 when absent.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, super::error::ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=100).contains(&limit) {
+        return Err(super::error::ApiError::invalid(
+            "INVALID_LIMIT",
+            "limit",
+            "limit must be 1-100",
+        ));
+    }
+    Ok(limit)
+}
+
+/// Cuts `rows` (fetched with `limit + 1`) to `limit` and returns the cursor of the next page:
+/// the last id shown, when more rows exist.
+pub fn cut_page<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Option<String> {
+    let limit = usize::try_from(limit).unwrap_or(100);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    if more { rows.last().map(|r| id(r).to_owned()) } else { None }
+}
+
 /// A page of a list: `{"meta","data":[…],"pagination":{"cursor","hasMore"}}`.
 pub struct Page<T> {
     /// The items.

@@ -167,10 +167,7 @@ pub async fn list(
     Body(body): Body<List>,
 ) -> Result<Page<Value>, ApiError> {
     caller.require(MANAGE)?;
-    let limit = body.limit.unwrap_or(100);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("INVALID_LIMIT", "limit", "limit must be 1-100"));
-    }
+    let limit = super::envelope::page_limit(body.limit)?;
     let mut page = root_keys::list(
         &state.pool.get().await?,
         &caller.workspace_id,
@@ -178,9 +175,7 @@ pub async fn list(
         limit + 1,
     )
     .await?;
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let cursor = if more { page.last().map(|k| k.id.clone()) } else { None };
+    let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
     Ok(Page { data: page.iter().map(view).collect(), cursor })
 }
 

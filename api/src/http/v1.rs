@@ -284,10 +284,7 @@ pub async fn list_keys(
     if q.decrypt == Some(true) {
         caller.require(&format!("api.{}.decrypt_key", api.id))?;
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("INVALID_LIMIT", "limit", "limit must be 1-100").into());
-    }
+    let limit = super::envelope::page_limit(q.limit)?;
     let client = state.pool.get().await.map_err(ApiError::from)?;
     let owner = q.external_id.or(q.owner_id);
     let mut page = keys::list(&client, &api.id, owner.as_deref(), q.cursor.as_deref(), limit + 1)
@@ -298,8 +295,7 @@ pub async fn list_keys(
         .await
         .map_err(ApiError::from)?
         .get(0);
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
+    let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
     let plaintexts = if q.decrypt == Some(true) {
         let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
         crate::recovery::open(
@@ -324,8 +320,8 @@ pub async fn list_keys(
         })
         .collect();
     let mut body = json!({"keys": keys, "total": total});
-    if more {
-        body["cursor"] = json!(page.last().map(|k| k.id.clone()));
+    if let Some(cursor) = cursor {
+        body["cursor"] = json!(cursor);
     }
     Ok(Json(body).into_response())
 }
