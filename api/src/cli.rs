@@ -46,6 +46,43 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Move every stored ciphertext to its keyring's newest DEK version (after a rotation in the
+    /// vault), with a progress bar. Exits 0 when every row is on the newest version.
+    Rewrap {
+        /// Only this workspace (name or id); all by default.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Then raise min_decryption_version to the newest version, as the operator.
+        #[arg(long)]
+        retire: bool,
+        /// If another rewrap is running, say so and exit 4 instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+        /// Rows per vault call.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Database URL; overrides `database.url`.
+        #[arg(long, env = "STRONGBOX_API_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Base URL of the vault.
+        #[arg(long, env = "STRONGBOX_VAULT_URL")]
+        vault_url: String,
+        /// CA bundle that signed the vault's certificate.
+        #[arg(long, env = "STRONGBOX_TLS_CA")]
+        ca_cert: PathBuf,
+        /// Client certificate with the api or rewrap identity.
+        #[arg(long, env = "STRONGBOX_API_CLIENT_CERT")]
+        client_cert: PathBuf,
+        /// Its key.
+        #[arg(long, env = "STRONGBOX_API_CLIENT_KEY")]
+        client_key: PathBuf,
+        /// The operator certificate, for --retire.
+        #[arg(long, env = "STRONGBOX_OPERATOR_CERT")]
+        operator_cert: Option<PathBuf>,
+        /// Its key.
+        #[arg(long, env = "STRONGBOX_OPERATOR_KEY")]
+        operator_key: Option<PathBuf>,
+    },
     /// Create a workspace and print its first root key, which holds every permission.
     Bootstrap {
         /// Name of the new workspace.
@@ -76,6 +113,59 @@ impl Cli {
         let mut sources = ApiConfig::process_sources(self.config.as_deref());
         match self.command {
             Command::Serve => serve(&sources).await,
+            Command::Rewrap {
+                workspace,
+                retire,
+                no_wait,
+                batch,
+                database_url,
+                vault_url,
+                ca_cert,
+                client_cert,
+                client_key,
+                operator_cert,
+                operator_key,
+            } => {
+                if let Some(url) = database_url {
+                    sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);
+                }
+                let database = sources.load::<MigrateConfig>()?.database;
+                let client = |cert: PathBuf, key: PathBuf| {
+                    crate::vault_client::VaultClient::new(&crate::vault_client::VaultClientConfig {
+                        url: vault_url.clone(),
+                        ca: ca_cert.clone(),
+                        cert,
+                        key,
+                        connect_timeout_ms: 2_000,
+                        request_timeout_ms: 60_000,
+                        retries: 3,
+                        breaker_failures: 10,
+                        breaker_cooldown_ms: 1_000,
+                        reload_interval_seconds: 60,
+                    })
+                };
+                let vault = client(client_cert, client_key)?;
+                let operator = match (retire, operator_cert, operator_key) {
+                    (false, _, _) => None,
+                    (true, Some(cert), Some(key)) => Some(client(cert, key)?),
+                    (true, _, _) => anyhow::bail!(
+                        "--retire needs the operator certificate: --operator-cert/--operator-key or STRONGBOX_OPERATOR_CERT/KEY"
+                    ),
+                };
+                let keyring = match &workspace {
+                    Some(w) => Some(crate::workspace_id(&database, w).await?),
+                    None => None,
+                };
+                return rewrap_command(
+                    &database,
+                    &vault,
+                    operator.as_ref(),
+                    keyring.as_deref(),
+                    batch,
+                    !no_wait,
+                )
+                .await;
+            }
             Command::ExportEncrypted { workspace, database_url, output } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_API__DATABASE__URL", url)]);
@@ -125,6 +215,62 @@ impl Cli {
             }
         }
     }
+}
+
+async fn rewrap_command(
+    database: &strongbox_shared::db::DatabaseConfig,
+    vault: &crate::vault_client::VaultClient,
+    operator: Option<&crate::vault_client::VaultClient>,
+    keyring: Option<&str>,
+    batch: i64,
+    wait: bool,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    let tty = std::io::stderr().is_terminal();
+    let mut bar = |keyring: &str, done: u64, total: i64| {
+        let pct =
+            if total > 0 { done * 100 / u64::try_from(total).unwrap_or(1).max(1) } else { 100 };
+        let line = format!("rewrap {keyring}: {done}/{total} rows ({pct}%)");
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let outcomes = match crate::rewrap::run(database, vault, keyring, batch, wait, &mut bar).await {
+        Ok(o) => o,
+        Err(crate::rewrap::RewrapError::Busy) => {
+            eprintln!(
+                "strongbox-api: another rewrap is running; it will finish the work (run without --no-wait to wait for it)"
+            );
+            std::process::exit(4);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if tty {
+        eprintln!();
+    }
+    for o in &outcomes {
+        println!(
+            "keyring {}: moved {} row(s) to version {}; {} could not be rewrapped; {} below the newest version",
+            o.keyring, o.moved, o.target_version, o.failed, o.remaining
+        );
+    }
+    let remaining: i64 = outcomes.iter().map(|o| o.remaining).sum();
+    if remaining > 0 {
+        anyhow::bail!(
+            "{remaining} stored key(s) are still below their keyring's newest version; see the log, then run again"
+        );
+    }
+    if let Some(operator) = operator {
+        for (keyring, version) in
+            crate::rewrap::retire(database, vault, operator, &outcomes).await?
+        {
+            println!("keyring {keyring}: retired every version below {version}");
+        }
+    }
+    Ok(())
 }
 
 /// Just the database section, for commands that need nothing else.

@@ -32,6 +32,36 @@ pub struct ApiConfig {
     /// `[vault]`: the vault for recoverable keys; without it they answer 503.
     #[serde(default)]
     pub vault: Option<crate::vault_client::VaultClientConfig>,
+    /// `[rewrap]`: the background rewrap job.
+    #[serde(default)]
+    pub rewrap: RewrapConfig,
+}
+
+/// `[rewrap]`: api servers move stored ciphertexts to the newest DEK version in the background
+/// (single-flight across replicas).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapConfig {
+    /// How often to look for rows below the newest version, in milliseconds; 0 turns it off.
+    #[serde(default = "default_rewrap_interval")]
+    pub interval_ms: u64,
+    /// Rows per vault call.
+    #[serde(default = "default_rewrap_batch")]
+    pub batch_size: i64,
+}
+
+fn default_rewrap_interval() -> u64 {
+    60_000
+}
+
+fn default_rewrap_batch() -> i64 {
+    500
+}
+
+impl Default for RewrapConfig {
+    fn default() -> Self {
+        Self { interval_ms: default_rewrap_interval(), batch_size: default_rewrap_batch() }
+    }
 }
 
 /// `[usage]`: `last_used_at` is written in batches, off the request path.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod ratelimit;
 pub mod recovery;
+pub mod rewrap;
 pub mod startup;
 pub mod store;
 pub mod vault_client;
@@ -66,6 +67,16 @@ pub async fn bootstrap(database: &DatabaseConfig, name: &str) -> anyhow::Result<
     Ok(Bootstrapped { workspace_id, root_key_id: key.id, root_key })
 }
 
+/// The id of workspace `workspace` (a name or an id).
+pub async fn workspace_id(database: &DatabaseConfig, workspace: &str) -> anyhow::Result<String> {
+    let client = strongbox_shared::db::connect(database).await?;
+    let row = client
+        .query_opt("SELECT id FROM workspaces WHERE name = $1 OR id = $1", &[&workspace])
+        .await?;
+    row.map(|r| r.get(0))
+        .ok_or_else(|| anyhow::anyhow!("no workspace named or with id {workspace:?}"))
+}
+
 /// Writes the ciphertexts of workspace `workspace` (a name or an id) as JSON lines
 /// `{key_id, keyring, context, ciphertext, dek_version}`. Returns how many.
 pub async fn export_encrypted(
@@ -73,16 +84,9 @@ pub async fn export_encrypted(
     workspace: &str,
     mut out: impl std::io::Write,
 ) -> anyhow::Result<usize> {
+    let id = workspace_id(database, workspace).await?;
     let pool = strongbox_shared::db::pool(database)?;
     let client = pool.get().await?;
-    let id = match store::workspaces::id_by_name(&client, workspace).await? {
-        Some(id) => id,
-        None => client
-            .query_opt("SELECT id FROM workspaces WHERE id = $1", &[&workspace])
-            .await?
-            .map(|r| r.get(0))
-            .ok_or_else(|| anyhow::anyhow!("no workspace named or with id {workspace:?}"))?,
-    };
     let rows = store::encrypted::for_workspace(&client, &id).await?;
     for row in &rows {
         let line = serde_json::json!({

@@ -37,6 +37,7 @@ pub struct AppState {
 /// A built api: migrated database, bound listeners, not yet serving.
 pub struct Application {
     database: strongbox_shared::db::DatabaseConfig,
+    rewrap: crate::config::RewrapConfig,
     flush_every: Duration,
     public: TcpListener,
     ops: TcpListener,
@@ -68,6 +69,7 @@ impl Application {
         );
         Ok(Self {
             database: config.database.clone(),
+            rewrap: config.rewrap.clone(),
             flush_every: Duration::from_millis(config.usage.flush_interval_ms.max(10)),
             public,
             ops,
@@ -119,6 +121,18 @@ impl Application {
             self.database.clone(),
             token.clone(),
         );
+        if let Some(vault) = &self.state.vault {
+            vault.spawn_reloader(token.clone());
+            if self.rewrap.interval_ms > 0 {
+                crate::rewrap::spawn_background(
+                    self.database.clone(),
+                    vault.clone(),
+                    Duration::from_millis(self.rewrap.interval_ms),
+                    self.rewrap.batch_size,
+                    token.clone(),
+                );
+            }
+        }
         let flusher = self.state.touches.clone().spawn_flusher(
             self.state.pool.clone(),
             self.flush_every,

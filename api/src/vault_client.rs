@@ -260,6 +260,73 @@ impl VaultClient {
     }
 }
 
+impl VaultClient {
+    /// `(latest_version, min_decryption_version)` of `keyring` (describe: api, rewrap and
+    /// operator identities).
+    pub async fn versions(&self, keyring: &str) -> Result<(i32, i32), VaultFailure> {
+        self.breaker.admit()?;
+        let response = self
+            .http
+            .current()
+            .get(format!("{}/v1/keyrings/{keyring}", self.base))
+            .header("traceparent", crate::http::envelope::outgoing_traceparent())
+            .send()
+            .await;
+        let answer = match response {
+            Ok(r) => {
+                self.breaker.success();
+                read(r).await?
+            }
+            Err(e) => {
+                self.breaker.failure();
+                return Err(VaultFailure::Unavailable(describe(&e)));
+            }
+        };
+        let field = |name: &str| answer[name].as_i64().and_then(|v| i32::try_from(v).ok());
+        match (field("latest_version"), field("min_decryption_version")) {
+            (Some(latest), Some(min)) => Ok((latest, min)),
+            _ => Err(VaultFailure::Unavailable("malformed vault answer".to_owned())),
+        }
+    }
+
+    /// Re-seals each `(ciphertext, context)` under the newest DEK; never returns plaintext.
+    pub async fn rewrap(
+        &self,
+        keyring: &str,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Result<(String, i32), String>>, VaultFailure> {
+        let body: Vec<Value> =
+            items.iter().map(|(c, ctx)| json!({"ciphertext": c, "context": ctx})).collect();
+        let answer =
+            self.post("/v1/rewrap", &json!({"keyring": keyring, "items": body}), true).await?;
+        let items = answer["items"]
+            .as_array()
+            .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()))?;
+        Ok(items
+            .iter()
+            .map(|i| match (i["ciphertext"].as_str(), i["dek_version"].as_i64()) {
+                (Some(c), Some(v)) => Ok((c.to_owned(), i32::try_from(v).unwrap_or(i32::MAX))),
+                _ => Err(i["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned()),
+            })
+            .collect())
+    }
+
+    /// Sets `min_decryption_version` (operator identity only).
+    pub async fn set_min_decryption_version(
+        &self,
+        keyring: &str,
+        version: i32,
+    ) -> Result<(), VaultFailure> {
+        self.post(
+            &format!("/v1/keyrings/{keyring}/config"),
+            &json!({"min_decryption_version": version}),
+            true,
+        )
+        .await
+        .map(drop)
+    }
+}
+
 async fn read(response: reqwest::Response) -> Result<Value, VaultFailure> {
     let status = response.status().as_u16();
     let locked = response.headers().contains_key("x-strongbox-locked");

@@ -21,11 +21,23 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
     let report = strongbox_api::migrate(&DatabaseConfig::from_url(db.url())).await.unwrap();
     assert_eq!(
         report.applied,
-        ["V1__create_workspaces", "V2__create_apis_and_keys", "V3__create_encrypted_keys"]
+        [
+            "V1__create_workspaces",
+            "V2__create_apis_and_keys",
+            "V3__create_encrypted_keys",
+            "V4__create_rewrap_progress"
+        ]
     );
-    for table in
-        ["workspaces", "apis", "identities", "keys", "root_keys", "encrypted_keys", "decrypt_audit"]
-    {
+    for table in [
+        "workspaces",
+        "apis",
+        "identities",
+        "keys",
+        "root_keys",
+        "encrypted_keys",
+        "decrypt_audit",
+        "rewrap_progress",
+    ] {
         assert!(table_exists(&db, table).await, "{table}");
     }
     assert!(table_exists(&db, "refinery_schema_history").await);
