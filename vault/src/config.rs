@@ -40,6 +40,39 @@ pub struct VaultConfig {
     /// `[replication]`: how replicas sharing the database keep in step.
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// `[rotation]`: periodic rotation and key maintenance.
+    #[serde(default)]
+    pub rotation: RotationConfig,
+}
+
+/// `[rotation]`: every unlocked replica checks periodically; compare-and-swap on versions makes
+/// one rotation happen per period however many replicas run.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// Rotate the KEK when the newest is older than this many seconds; 0 turns it off.
+    #[serde(default)]
+    pub kek_period_seconds: u64,
+    /// Rotate each keyring's DEK when its newest is older than this many seconds; 0 turns it off.
+    #[serde(default)]
+    pub dek_period_seconds: u64,
+    /// How often to check, and to re-wrap DEKs under the newest KEK, in milliseconds.
+    #[serde(default = "default_check_interval")]
+    pub check_interval_ms: u64,
+}
+
+fn default_check_interval() -> u64 {
+    60_000
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            kek_period_seconds: 0,
+            dek_period_seconds: 0,
+            check_interval_ms: default_check_interval(),
+        }
+    }
 }
 
 /// `[tls]`: certificates of the mTLS listener and the trust domain of client identities.

@@ -136,6 +136,11 @@ async fn apply(
                 }
             }
         }
+        (Some("kekdel"), Some(version), None) => {
+            if let Ok(keys) = vault.keys() {
+                keys.forget_keks(&[version.parse()?]);
+            }
+        }
         (Some("keyring"), Some(_), _) => {
             // Keyring names cannot contain ':', so everything after the prefix is the name.
             let name = &payload["keyring:".len()..];

@@ -36,6 +36,7 @@ pub struct Application {
     reload_interval: Duration,
     database: DatabaseConfig,
     recheck: Duration,
+    rotation: crate::config::RotationConfig,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -84,6 +85,7 @@ impl Application {
             reload_interval: Duration::from_secs(config.tls.reload_interval_seconds.max(1)),
             database: config.database,
             recheck: Duration::from_millis(config.replication.recheck_interval_ms.max(100)),
+            rotation: config.rotation,
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
@@ -120,6 +122,7 @@ impl Application {
             self.recheck,
             token.clone(),
         );
+        self.state.vault.clone().spawn_maintenance(self.rotation, token.clone());
         let main = tls_listener::serve(
             self.main,
             self.tls,

@@ -447,3 +447,87 @@ pub async fn notify(c: &impl GenericClient, payload: &str) -> Result<(), tokio_p
     c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
     Ok(())
 }
+
+/// Age in seconds of the newest KEK.
+pub async fn latest_kek_age(c: &impl GenericClient) -> Result<Option<f64>, tokio_postgres::Error> {
+    let row = c
+        .query_opt("SELECT extract(epoch FROM now() - created_at)::float8 FROM keks ORDER BY version DESC LIMIT 1", &[])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Live keyrings whose newest DEK is older than `seconds`, with that version.
+pub async fn keyrings_older_than(
+    c: &impl GenericClient,
+    seconds: f64,
+) -> Result<Vec<(String, i32)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT k.name, k.latest_version FROM keyrings k JOIN deks d ON d.keyring = k.name AND d.version = k.latest_version \
+             WHERE k.deleted_at IS NULL AND d.created_at < now() - make_interval(secs => $1) ORDER BY k.name",
+            &[&seconds],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Up to `limit` DEKs wrapped under an older KEK than `latest`, locked for re-wrapping; rows
+/// another replica is re-wrapping are skipped.
+pub async fn deks_under_old_kek(
+    c: &impl GenericClient,
+    latest: i32,
+    limit: i64,
+) -> Result<Vec<(String, DekRow)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT d.keyring, d.version, k.version, k.root_version, k.wrapped, d.wrapped \
+             FROM deks d JOIN keks k ON k.version = d.kek_version \
+             WHERE d.kek_version < $1 ORDER BY d.keyring, d.version LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+            &[&latest, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                DekRow {
+                    version: r.get(1),
+                    kek: KekRow { version: r.get(2), root_version: r.get(3), wrapped: r.get(4) },
+                    wrapped: r.get(5),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Stores a DEK re-wrapped under another KEK.
+pub async fn rewrap_dek(
+    c: &impl GenericClient,
+    keyring: &str,
+    version: i32,
+    kek_version: i32,
+    wrapped: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE deks SET kek_version = $3, wrapped = $4 WHERE keyring = $1 AND version = $2",
+        &[&keyring, &version, &kek_version, &wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes KEKs older than `latest` that no DEK uses; returns their versions.
+pub async fn delete_unused_keks(
+    c: &impl GenericClient,
+    latest: i32,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "DELETE FROM keks k WHERE k.version < $1 AND NOT EXISTS (SELECT 1 FROM deks d WHERE d.kek_version = k.version) \
+             RETURNING k.version",
+            &[&latest],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -9,6 +9,7 @@
 pub mod data;
 pub mod keyrings;
 pub mod lifecycle;
+pub mod maintenance;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -124,7 +125,7 @@ impl UnlockedKeys {
 
     /// Unwraps (or finds) a KEK. A KEK wrapped under another root version means the root was
     /// rotated by another replica: this one is stale and must lock.
-    fn kek(&self, row: &KekRow) -> Result<Arc<SecretKey>, VaultError> {
+    pub(crate) fn kek(&self, row: &KekRow) -> Result<Arc<SecretKey>, VaultError> {
         if let Some(kek) = self.keks.read().unwrap_or_else(|e| e.into_inner()).get(&row.version) {
             return Ok(kek.clone());
         }
@@ -162,6 +163,14 @@ impl UnlockedKeys {
     /// Drops every cached DEK (after a lost notification connection).
     pub fn forget_all_deks(&self) {
         self.deks.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Drops deleted KEKs from memory.
+    pub fn forget_keks(&self, versions: &[i32]) {
+        let mut keks = self.keks.write().unwrap_or_else(|e| e.into_inner());
+        for v in versions {
+            keks.remove(v);
+        }
     }
 
     /// Drops the unlock key: the server key changed elsewhere, so it no longer matches.
