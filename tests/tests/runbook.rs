@@ -1,0 +1,138 @@
+//! Runbook procedures performed on real processes with the commands `ops/RUNBOOK.md` gives;
+//! afterwards every recoverable key must still decrypt to its original plaintext.
+
+use std::process::Stdio;
+
+use reqwest::Method;
+use serde_json::json;
+use strongbox_tests::process::binary;
+use strongbox_tests::{TestApi, TestDb, TestVault, spawn_api_with_vault, spawn_vault, spawn_vault_with};
+use tokio::io::AsyncWriteExt as _;
+
+struct Stack {
+    api: TestApi,
+    vault: TestVault,
+    root: String,
+    api_db: TestDb,
+    vault_db: TestDb,
+    keys: Vec<(String, String)>,
+}
+
+async fn stack() -> Stack {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    vault.initialize().await;
+    let api = spawn_api_with_vault(&api_db, &vault, &[("STRONGBOX_API__REWRAP__INTERVAL_MS", "0")]).await;
+    let root = api.workspace("acme").await;
+    let api_id = api.create_api(&root, "runbook").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let mut keys = Vec::new();
+    for _ in 0..6 {
+        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
+    }
+    Stack { api, vault, root, api_db, vault_db, keys }
+}
+
+impl Stack {
+    /// Runs a CLI the way the runbook does: connection settings from the env-file keys.
+    async fn cli(&self, program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+        let pki = &self.vault.pki;
+        let mut child = tokio::process::Command::new(binary(program))
+            .args(args)
+            .env_clear()
+            .env("STRONGBOX_VAULT_URL", &self.vault.url)
+            .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
+            .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
+            .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
+            .env("STRONGBOX_API_CLIENT_CERT", pki.path("api.pem"))
+            .env("STRONGBOX_API_CLIENT_KEY", pki.path("api-key.pem"))
+            .env("STRONGBOX_API_DATABASE_URL", self.api_db.url())
+            .env("STRONGBOX_VAULT_DATABASE_URL", self.vault_db.url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    async fn all_recover_through(&self, api: &TestApi) {
+        for (id, key) in &self.keys {
+            let (status, body) = api.call(&self.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
+            assert_eq!((status, body["data"]["plaintext"].as_str()), (200, Some(key.as_str())), "{body}");
+        }
+    }
+
+    async fn keyring(&self) -> String {
+        self.api_db.client().await.query_one("SELECT DISTINCT keyring FROM encrypted_keys", &[]).await.unwrap().get(0)
+    }
+}
+
+fn pg_tool(name: &str) -> String {
+    let dir = std::env::var("STRONGBOX_PG_BIN").unwrap_or_default();
+    let path = std::path::Path::new(&dir).join(name);
+    if path.exists() { path.display().to_string() } else { name.to_owned() }
+}
+
+#[tokio::test]
+async fn procedure_7_rotate_deks_then_rewrap_retire_and_trim() {
+    let s = stack().await;
+    let (code, out, err) = s.cli("strongbox-vault", &["keyring", "rotate", "--all"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Rotated 1 keyring(s)"), "{out}");
+    let (code, out, err) = s.cli("strongbox-api", &["rewrap", "--retire"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("moved 6 row(s) to version 2") && out.contains("0 below the newest version"), "{out}");
+    assert!(out.contains("retired every version below 2"), "{out}");
+    let keyring = s.keyring().await;
+    let (code, out, _) = s.cli("strongbox-vault", &["keyring", "show", &keyring], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("min decryption version: 2"), "{out}");
+    let (code, out, err) = s.cli("strongbox-vault", &["keyring", "trim", &keyring, "--yes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Deleted versions [1]"), "{out}");
+    s.all_recover_through(&s.api).await;
+}
+
+#[tokio::test]
+async fn procedure_14_backup_and_restore_recovers_every_key_and_brings_back_a_shredded_keyring() {
+    let s = stack().await;
+    let dir = strongbox_tests::TempDir::new("backup");
+    let (api_dump, vault_dump) = (dir.path().join("api.dump"), dir.path().join("vault.dump"));
+    // The api database first, then the vault's.
+    for (dump, db) in [(&api_dump, &s.api_db), (&vault_dump, &s.vault_db)] {
+        let status = tokio::process::Command::new(pg_tool("pg_dump"))
+            .args(["--format=custom", "--file", dump.to_str().unwrap(), db.url()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+    // After the backup, the workspace is crypto-shredded.
+    let keyring = s.keyring().await;
+    let (code, _, err) = s.cli("strongbox-vault", &["keyring", "delete", &keyring, "--yes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let (status, _) = s.api.call(&s.root, "keys.getKey", json!({"keyId": s.keys[0].0, "decrypt": true})).await;
+    assert_eq!(status, 410);
+
+    // Restore both into fresh databases and start new services on them.
+    let (new_api_db, new_vault_db) = (TestDb::new().await, TestDb::new().await);
+    for (dump, db) in [(&api_dump, &new_api_db), (&vault_dump, &new_vault_db)] {
+        let output = tokio::process::Command::new(pg_tool("pg_restore"))
+            .args(["--no-owner", "--dbname", db.url(), dump.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let vault = spawn_vault_with(&new_vault_db, s.vault.pki.clone(), &[]).await;
+    assert_eq!(vault.status().await["unlocked"], false, "a restored vault starts locked");
+    assert_eq!(vault.unlock(strongbox_tests::SERVER_KEY).await.0, 200);
+    let api = spawn_api_with_vault(&new_api_db, &vault, &[]).await;
+    // The older vault backup brought the shredded keyring back, as the runbook warns.
+    let (status, described) = vault.call("operator", Method::GET, &format!("/v1/keyrings/{keyring}"), None).await;
+    assert_eq!((status, described["latest_version"].clone()), (200, json!(1)));
+    s.all_recover_through(&api).await;
+}
