@@ -6,7 +6,9 @@ use std::process::Stdio;
 use reqwest::Method;
 use serde_json::json;
 use strongbox_tests::process::binary;
-use strongbox_tests::{TestApi, TestDb, TestVault, spawn_api_with_vault, spawn_vault, spawn_vault_with};
+use strongbox_tests::{
+    SERVER_KEY, TestApi, TestDb, TestVault, spawn_api_with_vault, spawn_vault, spawn_vault_with,
+};
 use tokio::io::AsyncWriteExt as _;
 
 struct Stack {
@@ -22,7 +24,8 @@ async fn stack() -> Stack {
     let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
     let vault = spawn_vault(&vault_db, &[]).await;
     vault.initialize().await;
-    let api = spawn_api_with_vault(&api_db, &vault, &[("STRONGBOX_API__REWRAP__INTERVAL_MS", "0")]).await;
+    let api =
+        spawn_api_with_vault(&api_db, &vault, &[("STRONGBOX_API__REWRAP__INTERVAL_MS", "0")]).await;
     let root = api.workspace("acme").await;
     let api_id = api.create_api(&root, "runbook").await;
     api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
@@ -36,11 +39,22 @@ async fn stack() -> Stack {
 impl Stack {
     /// Runs a CLI the way the runbook does: connection settings from the env-file keys.
     async fn cli(&self, program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+        self.cli_at(&self.vault.url, program, args, stdin).await
+    }
+
+    /// The same against one replica.
+    async fn cli_at(
+        &self,
+        vault_url: &str,
+        program: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> (i32, String, String) {
         let pki = &self.vault.pki;
         let mut child = tokio::process::Command::new(binary(program))
             .args(args)
             .env_clear()
-            .env("STRONGBOX_VAULT_URL", &self.vault.url)
+            .env("STRONGBOX_VAULT_URL", vault_url)
             .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
             .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
             .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
@@ -55,18 +69,33 @@ impl Stack {
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
         let out = child.wait_with_output().await.unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     async fn all_recover_through(&self, api: &TestApi) {
         for (id, key) in &self.keys {
-            let (status, body) = api.call(&self.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
-            assert_eq!((status, body["data"]["plaintext"].as_str()), (200, Some(key.as_str())), "{body}");
+            let (status, body) =
+                api.call(&self.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
+            assert_eq!(
+                (status, body["data"]["plaintext"].as_str()),
+                (200, Some(key.as_str())),
+                "{body}"
+            );
         }
     }
 
     async fn keyring(&self) -> String {
-        self.api_db.client().await.query_one("SELECT DISTINCT keyring FROM encrypted_keys", &[]).await.unwrap().get(0)
+        self.api_db
+            .client()
+            .await
+            .query_one("SELECT DISTINCT keyring FROM encrypted_keys", &[])
+            .await
+            .unwrap()
+            .get(0)
     }
 }
 
@@ -84,13 +113,17 @@ async fn procedure_7_rotate_deks_then_rewrap_retire_and_trim() {
     assert!(out.contains("Rotated 1 keyring(s)"), "{out}");
     let (code, out, err) = s.cli("strongbox-api", &["rewrap", "--retire"], "").await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("moved 6 row(s) to version 2") && out.contains("0 below the newest version"), "{out}");
+    assert!(
+        out.contains("moved 6 row(s) to version 2") && out.contains("0 below the newest version"),
+        "{out}"
+    );
     assert!(out.contains("retired every version below 2"), "{out}");
     let keyring = s.keyring().await;
     let (code, out, _) = s.cli("strongbox-vault", &["keyring", "show", &keyring], "").await;
     assert_eq!(code, 0);
     assert!(out.contains("min decryption version: 2"), "{out}");
-    let (code, out, err) = s.cli("strongbox-vault", &["keyring", "trim", &keyring, "--yes"], "").await;
+    let (code, out, err) =
+        s.cli("strongbox-vault", &["keyring", "trim", &keyring, "--yes"], "").await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Deleted versions [1]"), "{out}");
     s.all_recover_through(&s.api).await;
@@ -112,9 +145,11 @@ async fn procedure_14_backup_and_restore_recovers_every_key_and_brings_back_a_sh
     }
     // After the backup, the workspace is crypto-shredded.
     let keyring = s.keyring().await;
-    let (code, _, err) = s.cli("strongbox-vault", &["keyring", "delete", &keyring, "--yes"], "").await;
+    let (code, _, err) =
+        s.cli("strongbox-vault", &["keyring", "delete", &keyring, "--yes"], "").await;
     assert_eq!(code, 0, "{err}");
-    let (status, _) = s.api.call(&s.root, "keys.getKey", json!({"keyId": s.keys[0].0, "decrypt": true})).await;
+    let (status, _) =
+        s.api.call(&s.root, "keys.getKey", json!({"keyId": s.keys[0].0, "decrypt": true})).await;
     assert_eq!(status, 410);
 
     // Restore both into fresh databases and start new services on them.
@@ -132,7 +167,152 @@ async fn procedure_14_backup_and_restore_recovers_every_key_and_brings_back_a_sh
     assert_eq!(vault.unlock(strongbox_tests::SERVER_KEY).await.0, 200);
     let api = spawn_api_with_vault(&new_api_db, &vault, &[]).await;
     // The older vault backup brought the shredded keyring back, as the runbook warns.
-    let (status, described) = vault.call("operator", Method::GET, &format!("/v1/keyrings/{keyring}"), None).await;
+    let (status, described) =
+        vault.call("operator", Method::GET, &format!("/v1/keyrings/{keyring}"), None).await;
     assert_eq!((status, described["latest_version"].clone()), (200, json!(1)));
     s.all_recover_through(&api).await;
+}
+
+#[tokio::test]
+async fn procedure_2_and_9_lock_and_unlock_each_replica() {
+    let s = stack().await;
+    let b = spawn_vault_with(&s.vault_db, s.vault.pki.clone(), &[]).await;
+    let (code, out, _) = s.cli_at(&b.url, "strongbox-vault", &["status"], "").await;
+    assert_eq!(code, 2, "a started replica is locked: {out}");
+    let (code, _, err) = s
+        .cli_at(&b.url, "strongbox-vault", &["unlock", "--key-stdin"], &format!("{SERVER_KEY}\n"))
+        .await;
+    assert_eq!(code, 0, "{err}");
+    // Locking one replica leaves the other serving.
+    let (code, out, _) = s.cli("strongbox-vault", &["lock"], "").await;
+    assert!(code == 0 && out.contains("Locked."), "{out}");
+    assert_eq!(s.cli("strongbox-vault", &["status"], "").await.0, 2);
+    assert_eq!(s.cli_at(&b.url, "strongbox-vault", &["status"], "").await.0, 0);
+    let (code, _, _) =
+        s.cli("strongbox-vault", &["unlock", "--key-stdin"], &format!("{SERVER_KEY}\n")).await;
+    assert_eq!(code, 0);
+    s.all_recover_through(&s.api).await;
+}
+
+#[tokio::test]
+async fn procedure_4_and_11_rekey_and_operator_handover() {
+    let s = stack().await;
+    let new_key = "the-incoming-operators-key-42";
+    let (code, out, err) = s
+        .cli("strongbox-vault", &["rekey", "--key-stdin"], &format!("{SERVER_KEY}\n{new_key}\n"))
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Server key changed."), "{out}");
+    s.all_recover_through(&s.api).await;
+    // The incoming operator checks the new key on a restart cycle.
+    s.cli("strongbox-vault", &["lock"], "").await;
+    assert_eq!(
+        s.cli("strongbox-vault", &["unlock", "--key-stdin"], &format!("{SERVER_KEY}\n")).await.0,
+        1,
+        "the old key is dead"
+    );
+    assert_eq!(
+        s.cli("strongbox-vault", &["unlock", "--key-stdin"], &format!("{new_key}\n")).await.0,
+        0
+    );
+    s.all_recover_through(&s.api).await;
+}
+
+#[tokio::test]
+async fn procedure_5_rotate_the_root_and_unlock_the_other_replicas() {
+    let s = stack().await;
+    let b = spawn_vault_with(&s.vault_db, s.vault.pki.clone(), &[]).await;
+    assert_eq!(b.unlock(SERVER_KEY).await.0, 200);
+    let (code, out, err) = s.cli("strongbox-vault", &["rotate-root"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("New root key version 2"), "{out}");
+    strongbox_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "replica b to lock itself",
+        || async {
+            (s.cli_at(&b.url, "strongbox-vault", &["status"], "").await.0 == 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        s.cli_at(&b.url, "strongbox-vault", &["unlock", "--key-stdin"], &format!("{SERVER_KEY}\n"))
+            .await
+            .0,
+        0
+    );
+    s.all_recover_through(&s.api).await;
+    let api_b = spawn_api_with_vault(&s.api_db, &b, &[]).await;
+    s.all_recover_through(&api_b).await;
+}
+
+#[tokio::test]
+async fn procedure_6_rotate_the_kek() {
+    let s = stack().await;
+    let (code, out, _) = s.cli("strongbox-vault", &["rotate"], "").await;
+    assert!(code == 0 && out.contains("New KEK version 2"), "{out}");
+    let (_, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(out.contains("kek version:  2"), "{out}");
+    s.all_recover_through(&s.api).await;
+}
+
+#[tokio::test]
+async fn procedure_15_crypto_shred_a_workspace() {
+    let s = stack().await;
+    let keyring = s.keyring().await;
+    let (code, _, err) =
+        s.cli("strongbox-vault", &["keyring", "delete", &keyring, "--yes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    for (id, key) in &s.keys {
+        let (status, body) =
+            s.api.call(&s.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (410, Some("KEY_NOT_RECOVERABLE")));
+        assert_eq!(
+            s.api.verify(&s.root, key, json!({})).await["valid"],
+            true,
+            "verification still works"
+        );
+    }
+}
+
+#[tokio::test]
+async fn procedure_16_disaster_recovery_with_export_and_recover() {
+    let s = stack().await;
+    let dir = strongbox_tests::TempDir::new("dr");
+    let (export, plain) = (dir.path().join("acme.jsonl"), dir.path().join("plain.jsonl"));
+    let (code, _, err) = s
+        .cli(
+            "strongbox-api",
+            &["export-encrypted", "--workspace", "acme", "--output", export.to_str().unwrap()],
+            "",
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    s.vault.shutdown.cancel(); // the vault cannot run
+    let vault_db_url = s.vault_db.url().to_owned();
+    let (code, _, err) = s
+        .cli(
+            "strongbox-vault",
+            &[
+                "recover",
+                "--vault-db",
+                &vault_db_url,
+                "--input",
+                export.to_str().unwrap(),
+                "--output",
+                plain.to_str().unwrap(),
+                "--key-stdin",
+            ],
+            &format!("{SERVER_KEY}\n"),
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("recovered 6 key(s)"), "{err}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&plain).unwrap();
+    for (id, key) in &s.keys {
+        let line = text.lines().find(|l| l.contains(id.as_str())).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(parsed["plaintext"].as_str(), Some(key.as_str()));
+    }
 }
