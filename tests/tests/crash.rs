@@ -1,0 +1,131 @@
+//! Crash tests: a rewrap killed with SIGKILL in the middle resumes and finishes, with every row
+//! on the newest version and none lost.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use strongbox_tests::process::binary;
+use strongbox_tests::{TestDb, eventually, spawn_vault};
+
+const ROWS: usize = 3000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    vault.initialize().await;
+    let made = strongbox_api::bootstrap(
+        &strongbox_shared::db::DatabaseConfig::from_url(api_db.url()),
+        "crash",
+    )
+    .await
+    .unwrap();
+    let keyring = made.workspace_id.clone();
+    let db = api_db.client().await;
+    db.execute("INSERT INTO apis (id, workspace_id, name, store_encrypted_keys) VALUES ('api_crash', $1, 'crash', true)", &[&keyring])
+        .await
+        .unwrap();
+
+    // Seed thousands of recoverable keys quickly: sealed by the vault in batches of 1000.
+    let ids: Vec<String> = (0..ROWS).map(|i| format!("key_crash_{i:05}")).collect();
+    let plaintexts: Vec<String> = (0..ROWS).map(|i| format!("sk_crash_{i:05}")).collect();
+    let mut ciphertexts = Vec::new();
+    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
+        use base64::Engine as _;
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|&i| json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(&plaintexts[i]), "context": ids[i]}))
+            .collect();
+        let (status, body) =
+            vault.post("api", "/v1/encrypt", json!({"keyring": keyring, "items": items})).await;
+        assert_eq!(status, 200);
+        ciphertexts.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["ciphertext"].as_str().unwrap().to_owned()),
+        );
+    }
+    let hashes: Vec<Vec<u8>> =
+        plaintexts.iter().map(|p| strongbox_shared::keys::hash(p).to_vec()).collect();
+    db.execute(
+        "INSERT INTO keys (id, workspace_id, api_id, hash, start, byte_length) \
+         SELECT id, $2, 'api_crash', h, 'sk_c', 16 FROM unnest($1::text[], $3::bytea[]) AS t(id, h)",
+        &[&ids, &keyring, &hashes],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) \
+         SELECT id, $2, $2, c, 1 FROM unnest($1::text[], $3::text[]) AS t(id, c)",
+        &[&ids, &keyring, &ciphertexts],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        vault.post("operator", &format!("/v1/keyrings/{keyring}/rotate"), json!({})).await.0,
+        200
+    );
+
+    let rewrap = || {
+        tokio::process::Command::new(binary("strongbox-api"))
+            .args(["rewrap", "--batch", "20"])
+            .env_clear()
+            .env("STRONGBOX_API_DATABASE_URL", api_db.url())
+            .env("STRONGBOX_VAULT_URL", &vault.url)
+            .env("STRONGBOX_TLS_CA", vault.pki.path("ca.pem"))
+            .env("STRONGBOX_API_CLIENT_CERT", vault.pki.path("api.pem"))
+            .env("STRONGBOX_API_CLIENT_KEY", vault.pki.path("api-key.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = rewrap();
+    eventually(Duration::from_secs(60), "the first run to make progress", || async {
+        let done: i64 = db
+            .query_one("SELECT coalesce(max(rows_done), 0) FROM rewrap_progress", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (done >= 200).then_some(())
+    })
+    .await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    let below: i64 = db
+        .query_one("SELECT count(*) FROM encrypted_keys WHERE dek_version < 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        below > 0 && (below as usize) < ROWS,
+        "killed mid-run: {below} of {ROWS} rows still below"
+    );
+
+    let second = rewrap().wait_with_output().await.unwrap();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{out}\n{}", String::from_utf8_lossy(&second.stderr));
+    assert!(out.contains("0 below the newest version"), "{out}");
+    let rows = db
+        .query("SELECT key_id, ciphertext, dek_version FROM encrypted_keys ORDER BY key_id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ROWS, "no row lost");
+    assert!(rows.iter().all(|r| r.get::<_, i32>(2) == 2), "every row on the newest version");
+    let done: i64 =
+        db.query_one("SELECT rows_done FROM rewrap_progress", &[]).await.unwrap().get(0);
+    assert_eq!(done as usize, ROWS, "the resumed run continued the count: {done}");
+    // Every row still opens to its own key.
+    for chunk in rows.chunks(1000) {
+        let items: Vec<(String, String)> = chunk.iter().map(|r| (r.get(1), r.get(0))).collect();
+        let opened = vault.decrypt(&keyring, &items).await;
+        for (row, plain) in chunk.iter().zip(opened) {
+            let id: String = row.get(0);
+            assert_eq!(plain, Ok(id.replace("key_", "sk_")));
+        }
+    }
+}
