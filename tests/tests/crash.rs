@@ -129,3 +129,101 @@ async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_killed_during_a_kek_rewrap_finishes_it_after_a_restart() {
+    use std::collections::HashMap;
+    use strongbox_tests::{SERVER_KEY, ServiceProcess, TestPki, send, vault_env};
+    const KEYRINGS: usize = 600;
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let mut env: HashMap<String, String> = vault_env(&db, &pki).into_iter().collect();
+    env.insert("STRONGBOX_VAULT__LOG__FILTER".into(), "info".into());
+    env.insert("STRONGBOX_VAULT__ROTATION__CHECK_INTERVAL_MS".into(), "20".into());
+    env.insert("STRONGBOX_VAULT__ROTATION__REWRAP_BATCH".into(), "3".into());
+    let start = |env: &HashMap<String, String>| {
+        let env = env.clone();
+        async move {
+            let mut p = ServiceProcess::start("strongbox-vault", &["serve"], &env);
+            let ready = p.wait_for_message("strongbox-vault ready to serve").await;
+            let url = format!(
+                "https://localhost:{}",
+                ready["main"].as_str().unwrap().rsplit(':').next().unwrap()
+            );
+            (p, url)
+        }
+    };
+    let (mut vault, url) = start(&env).await;
+    let post = |url: String, role: &str, path: &str, body: serde_json::Value| {
+        let client = pki.client(role);
+        let path = path.to_owned();
+        async move { send(client, reqwest::Method::POST, &format!("{url}{path}"), Some(body)).await }
+    };
+    assert_eq!(
+        post(url.clone(), "operator", "/v1/sys/initialize", json!({"key": SERVER_KEY})).await.0,
+        200
+    );
+    // Many keyrings, each with a DEK under KEK 1.
+    let mut sealed = Vec::new();
+    for i in 0..KEYRINGS {
+        let keyring = format!("ws_{i:04}");
+        let body = json!({"keyring": keyring, "items": [{"plaintext": "c2Vj", "context": "ctx"}]});
+        let (status, body) = post(url.clone(), "api", "/v1/encrypt", body).await;
+        assert_eq!(status, 200);
+        sealed.push((keyring, body["items"][0]["ciphertext"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        post(url.clone(), "operator", "/v1/sys/rotate", json!({})).await.1["kek_version"],
+        2
+    );
+    let client = db.client().await;
+    eventually(Duration::from_secs(30), "the re-wrap to be under way", || async {
+        let moved: i64 = client
+            .query_one("SELECT count(*) FROM deks WHERE kek_version = 2", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (moved >= 30).then_some(())
+    })
+    .await;
+    vault.signal("KILL");
+    vault.wait().await;
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM deks WHERE kek_version = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(left > 0, "killed mid-way: {left} DEKs still under KEK 1");
+
+    let (_vault, url) = start(&env).await;
+    assert_eq!(
+        post(url.clone(), "operator", "/v1/sys/unlock", json!({"key": SERVER_KEY})).await.0,
+        200
+    );
+    eventually(Duration::from_secs(60), "every DEK under KEK 2 and KEK 1 deleted", || async {
+        let old: i64 = client
+            .query_one("SELECT count(*) FROM deks WHERE kek_version <> 2", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let keks: i64 = client.query_one("SELECT count(*) FROM keks", &[]).await.unwrap().get(0);
+        (old == 0 && keks == 1).then_some(())
+    })
+    .await;
+    let deks: i64 = client.query_one("SELECT count(*) FROM deks", &[]).await.unwrap().get(0);
+    assert_eq!(deks as usize, KEYRINGS, "no DEK lost");
+    for (keyring, ct) in sealed.iter().step_by(7) {
+        let (status, body) = post(
+            url.clone(),
+            "api",
+            "/v1/decrypt",
+            json!({"keyring": keyring, "items": [{"ciphertext": ct, "context": "ctx"}]}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["items"][0]["plaintext"].as_str()),
+            (200, Some("c2Vj")),
+            "{keyring}"
+        );
+    }
+}

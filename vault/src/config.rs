@@ -59,6 +59,13 @@ pub struct RotationConfig {
     /// How often to check, and to re-wrap DEKs under the newest KEK, in milliseconds.
     #[serde(default = "default_check_interval")]
     pub check_interval_ms: u64,
+    /// DEKs re-wrapped per transaction.
+    #[serde(default = "default_rewrap_batch")]
+    pub rewrap_batch: i64,
+}
+
+fn default_rewrap_batch() -> i64 {
+    100
 }
 
 fn default_check_interval() -> u64 {
@@ -71,6 +78,7 @@ impl Default for RotationConfig {
             kek_period_seconds: 0,
             dek_period_seconds: 0,
             check_interval_ms: default_check_interval(),
+            rewrap_batch: default_rewrap_batch(),
         }
     }
 }

@@ -16,9 +16,6 @@ use crate::domain::KeyringName;
 use crate::error::VaultError;
 use crate::store;
 
-/// DEKs re-wrapped per transaction.
-const REWRAP_BATCH: i64 = 100;
-
 impl Vault {
     /// One maintenance pass. Does nothing while locked.
     pub async fn maintain(&self, rotation: RotationConfig) -> Result<(), VaultError> {
@@ -43,19 +40,19 @@ impl Vault {
             }
         }
         drop(client);
-        self.rewrap_deks().await?;
+        self.rewrap_deks(rotation.rewrap_batch.max(1)).await?;
         Ok(())
     }
 
     /// Re-wraps every DEK under the newest KEK, then deletes KEKs nothing uses.
-    async fn rewrap_deks(&self) -> Result<(), VaultError> {
+    async fn rewrap_deks(&self, batch_size: i64) -> Result<(), VaultError> {
         let keys = self.keys()?;
         loop {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             let Some(latest) = store::latest_kek(&tx).await? else { return Ok(()) };
             let new_kek = keys.kek(&latest)?;
-            let batch = store::deks_under_old_kek(&tx, latest.version, REWRAP_BATCH).await?;
+            let batch = store::deks_under_old_kek(&tx, latest.version, batch_size).await?;
             if batch.is_empty() {
                 let deleted = store::delete_unused_keks(&tx, latest.version).await?;
                 for version in &deleted {
