@@ -105,14 +105,15 @@ async fn one(
     batch: i64,
     progress: Progress<'_>,
 ) -> Result<Outcome, RewrapError> {
-    // Resume an unfinished run for the same target; otherwise start over.
+    // Resume an unfinished run for the same target; otherwise walk from the start. `rows_done`
+    // counts every row moved to this target, across runs.
     let row = db
         .query_one(
             "INSERT INTO rewrap_progress (keyring, target_version) VALUES ($1, $2) \
              ON CONFLICT (keyring) DO UPDATE SET \
                last_key_id = CASE WHEN rewrap_progress.target_version = $2 AND rewrap_progress.finished_at IS NULL \
                                   THEN rewrap_progress.last_key_id ELSE '' END, \
-               rows_done = CASE WHEN rewrap_progress.target_version = $2 AND rewrap_progress.finished_at IS NULL \
+               rows_done = CASE WHEN rewrap_progress.target_version = $2 \
                                 THEN rewrap_progress.rows_done ELSE 0 END, \
                rows_failed = 0, target_version = $2, finished_at = NULL, updated_at = now() \
              RETURNING last_key_id, rows_done",

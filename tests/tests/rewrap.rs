@@ -248,3 +248,86 @@ async fn the_rewrap_command_reads_the_env_file_keys_and_retires() {
     assert_eq!(described["min_decryption_version"], 2);
     s.all_recover(&keys).await;
 }
+
+#[tokio::test]
+async fn with_two_vault_and_two_api_replicas_a_rotation_is_honoured_everywhere_and_rewrapped_once()
+{
+    use strongbox_tests::{SERVER_KEY, spawn_vault_with};
+    let s = stack(&[("STRONGBOX_API__REWRAP__INTERVAL_MS", "100")]).await;
+    let vault_b = spawn_vault_with(&s._vault_db, s.vault.pki.clone(), &[]).await;
+    assert_eq!(vault_b.unlock(SERVER_KEY).await.0, 200);
+    let api_b =
+        spawn_api_with_vault(&s.api_db, &vault_b, &[("STRONGBOX_API__REWRAP__INTERVAL_MS", "100")])
+            .await;
+    let keys = s.keys(15).await;
+    let keyring = s.keyring().await;
+    // Rotated through replica b; both api replicas notice, the lock lets one of them do it.
+    vault_b.post("operator", &format!("/v1/keyrings/{keyring}/rotate"), json!({})).await;
+    eventually(Duration::from_secs(20), "every row on version 2", || async {
+        (s.versions().await == vec![2; 15]).then_some(())
+    })
+    .await;
+    let done: i64 = s
+        .api_db
+        .client()
+        .await
+        .query_one("SELECT rows_done FROM rewrap_progress", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 15, "each row was rewrapped once");
+    // New keys made through either api replica use the new version at once.
+    let (id, _) = api_b.create_key(&s.root, &s.api_id, json!({"recoverable": true})).await;
+    let v: i32 = s
+        .api_db
+        .client()
+        .await
+        .query_one("SELECT dek_version FROM encrypted_keys WHERE key_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 2);
+    s.all_recover(&keys).await;
+    for (id, key) in &keys {
+        let data = api_b.ok(&s.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
+        assert_eq!(data["plaintext"].as_str(), Some(key.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_rewrap_whose_vault_dies_resumes_once_the_vault_is_back() {
+    use strongbox_tests::{SERVER_KEY, spawn_vault_with};
+    let s = stack(&[("STRONGBOX_API__REWRAP__INTERVAL_MS", "0")]).await;
+    let keys = s.keys(10).await;
+    let keyring = s.keyring().await;
+    s.vault.post("operator", &format!("/v1/keyrings/{keyring}/rotate"), json!({})).await;
+    let pki = s.vault.pki.clone();
+    s.vault.shutdown.cancel();
+    let database = DatabaseConfig::from_url(s.api_db.url());
+    let mut quiet = |_: &str, _: u64, _: i64| {};
+    let failed = strongbox_api::rewrap::run(
+        &database,
+        &client(&s.vault, "rewrap"),
+        None,
+        4,
+        true,
+        &mut quiet,
+    )
+    .await;
+    assert!(matches!(failed, Err(strongbox_api::rewrap::RewrapError::Vault(_))), "{failed:?}");
+    assert_eq!(s.versions().await, vec![1; 10], "nothing half-done");
+    // The vault comes back (a new process on the same database) and is unlocked.
+    let back = spawn_vault_with(&s._vault_db, pki, &[]).await;
+    assert_eq!(back.unlock(SERVER_KEY).await.0, 200);
+    let mut quiet = |_: &str, _: u64, _: i64| {};
+    let outcomes =
+        strongbox_api::rewrap::run(&database, &client(&back, "rewrap"), None, 4, true, &mut quiet)
+            .await
+            .unwrap();
+    assert_eq!((outcomes[0].moved, outcomes[0].remaining), (10, 0));
+    let api = spawn_api_with_vault(&s.api_db, &back, &[]).await;
+    for (id, key) in &keys {
+        let data = api.ok(&s.root, "keys.getKey", json!({"keyId": id, "decrypt": true})).await;
+        assert_eq!(data["plaintext"].as_str(), Some(key.as_str()));
+    }
+}
