@@ -15,6 +15,12 @@ impl TestDb {
         let admin_url = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL is not set: run the suite through ops/test, which starts Postgres",
         );
+        Self::new_on(&admin_url).await
+    }
+
+    /// Creates `sb_test_<random>` on the server of `admin_url`.
+    pub async fn new_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).unwrap();
         let name = format!("sb_test_{}", hex(&suffix));

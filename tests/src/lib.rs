@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod db;
 pub mod pki;
 pub mod process;
