@@ -78,3 +78,10 @@ impl TestPki {
         reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().unwrap()
     }
 }
+
+/// The serial number of a DER certificate, as the dev CA issues them (up to 8 bytes).
+pub fn serial_of(der: &[u8]) -> u64 {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let bytes = cert.raw_serial();
+    bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}

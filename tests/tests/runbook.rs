@@ -316,3 +316,205 @@ async fn procedure_16_disaster_recovery_with_export_and_recover() {
         assert_eq!(parsed["plaintext"].as_str(), Some(key.as_str()));
     }
 }
+
+#[tokio::test]
+async fn procedure_1_and_3_first_start_with_a_generated_key_and_status() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    let s = Stack {
+        api: strongbox_tests::spawn_api(&api_db, &[]).await,
+        vault,
+        root: String::new(),
+        api_db,
+        vault_db,
+        keys: Vec::new(),
+    };
+    let (code, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(code == 2 && out.contains("uninitialized"), "{out}");
+    let (code, out, err) = s.cli("strongbox-vault", &["initialize", "--generate"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("The vault is initialized and unlocked.") && out.contains("shown once"),
+        "{out}"
+    );
+    let key = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() >= 43 && !l.contains(' '))
+        .expect("the printed server key")
+        .to_owned();
+    let (code, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(code == 0 && out.contains("state:        unlocked"), "{out}");
+    let (code, out, err) = s.cli("strongbox-api", &["bootstrap", "--workspace", "acme"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Root key (shown once"), "{out}");
+    // The printed server key is the one that unlocks it after a restart.
+    s.cli("strongbox-vault", &["lock"], "").await;
+    assert_eq!(
+        s.cli("strongbox-vault", &["unlock", "--key-stdin"], &format!("{key}\n")).await.0,
+        0
+    );
+}
+
+#[tokio::test]
+async fn procedure_10_lost_server_key_without_and_with_a_backup() {
+    let s = stack().await;
+    // With a backup: the vault database as it was, and the key current then.
+    let dir = strongbox_tests::TempDir::new("lost-key");
+    let dump = dir.path().join("vault.dump");
+    let status = tokio::process::Command::new(pg_tool("pg_dump"))
+        .args(["--format=custom", "--file", dump.to_str().unwrap(), s.vault_db.url()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    // The key is lost: wipe the vault database, start over.
+    let wiped = TestDb::new().await;
+    let fresh = spawn_vault_with(&wiped, s.vault.pki.clone(), &[]).await;
+    fresh.initialize().await;
+    let api = spawn_api_with_vault(&s.api_db, &fresh, &[]).await;
+    let (status, body) =
+        api.call(&s.root, "keys.getKey", json!({"keyId": s.keys[0].0, "decrypt": true})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("KEY_NOT_RECOVERABLE")),
+        "without a backup they are gone"
+    );
+    assert_eq!(
+        api.verify(&s.root, &s.keys[0].1, json!({})).await["valid"],
+        true,
+        "verification is unaffected"
+    );
+    // With the backup: restore, unlock with the key of that time, rekey to a new one.
+    let restored = TestDb::new().await;
+    let output = tokio::process::Command::new(pg_tool("pg_restore"))
+        .args(["--no-owner", "--dbname", restored.url(), dump.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let back = spawn_vault_with(&restored, s.vault.pki.clone(), &[]).await;
+    assert_eq!(back.unlock(SERVER_KEY).await.0, 200);
+    let (status, _) = back
+        .post(
+            "operator",
+            "/v1/sys/rekey",
+            json!({"current_key": SERVER_KEY, "new_key": "a-key-we-control-now-123"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let api = spawn_api_with_vault(&s.api_db, &back, &[]).await;
+    s.all_recover_through(&api).await;
+}
+
+#[tokio::test]
+async fn procedure_12_certificates_are_renewed_and_revoked_without_a_restart() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let pki = strongbox_tests::TestPki::new();
+    let crl = pki.write("crl.pem", &pki.ca.crl(&[]).unwrap());
+    let crl_path = crl.display().to_string();
+    let vault = spawn_vault_with(
+        &vault_db,
+        pki.clone(),
+        &[
+            ("STRONGBOX_VAULT__TLS__CRLS", crl_path.as_str()),
+            ("STRONGBOX_VAULT__TLS__RELOAD_INTERVAL_SECONDS", "1"),
+        ],
+    )
+    .await;
+    vault.initialize().await;
+    let api = spawn_api_with_vault(
+        &api_db,
+        &vault,
+        &[("STRONGBOX_API__VAULT__RELOAD_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    let root = api.workspace("acme").await;
+    let api_id = api.create_api(&root, "certs").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let (key_id, key) = api.create_key(&root, &api_id, json!({"recoverable": true})).await;
+    let old_api_serial = {
+        let certs = strongbox_shared::tls::load_certs(&pki.path("api.pem")).unwrap();
+        x509_serial(&certs[0])
+    };
+    let old_cert = pki.write("api-old.pem", &std::fs::read_to_string(pki.path("api.pem")).unwrap());
+    let old_key =
+        pki.write("api-old-key.pem", &std::fs::read_to_string(pki.path("api-key.pem")).unwrap());
+    // Renew the vault's server certificate and the api's client certificate in place.
+    let vault_cert = pki
+        .ca
+        .issue_server(
+            "vault",
+            &["localhost", "127.0.0.1", "::1"],
+            strongbox_vault::certs::Validity::days(1),
+        )
+        .unwrap();
+    pki.write("vault-key.pem", &vault_cert.key_pem);
+    pki.write("vault.pem", &vault_cert.cert_pem);
+    let api_cert = pki.ca.issue_client("api", strongbox_vault::certs::Validity::days(1)).unwrap();
+    pki.write("api-key.pem", &api_cert.key_pem);
+    pki.write("api.pem", &api_cert.cert_pem);
+    // Revoke the old api certificate: only the renewed one may connect from now on.
+    pki.write("crl.pem", &pki.ca.crl(&[old_api_serial]).unwrap());
+    strongbox_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the vault to apply the new CRL",
+        || async {
+            let old_client = pki.client_with(&old_cert, &old_key);
+            old_client
+                .get(format!("{}/v1/sys/status", vault.url))
+                .send()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    // The api, on its renewed certificate, still recovers keys; no service was restarted.
+    strongbox_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the api to use its renewed certificate",
+        || async {
+            let (status, body) =
+                api.call(&root, "keys.getKey", json!({"keyId": key_id, "decrypt": true})).await;
+            (status == 200 && body["data"]["plaintext"] == key.as_str()).then_some(())
+        },
+    )
+    .await;
+    let (status, _) =
+        api.call(&root, "keys.createKey", json!({"apiId": api_id, "recoverable": true})).await;
+    assert_eq!(status, 200);
+}
+
+fn x509_serial(cert: &rustls::pki_types::CertificateDer<'_>) -> u64 {
+    strongbox_tests::pki::serial_of(cert.as_ref())
+}
+
+#[tokio::test]
+async fn procedure_13_rotate_a_root_key() {
+    let s = stack().await;
+    let created = s
+        .api
+        .ok(&s.root, "rootKeys.createKey", json!({"name": "ci", "permissions": ["api.*.read_api"]}))
+        .await;
+    let (id, old) = (created["keyId"].as_str().unwrap(), created["key"].as_str().unwrap());
+    let rolled = s
+        .api
+        .ok(&s.root, "rootKeys.rerollKey", json!({"keyId": id, "expiration": 3_600_000}))
+        .await;
+    let new = rolled["key"].as_str().unwrap();
+    let probe = json!({"apiId": "api_none"});
+    assert_eq!(
+        s.api.call(old, "apis.getApi", probe.clone()).await.0,
+        404,
+        "the old key works until its expiration"
+    );
+    assert_eq!(s.api.call(new, "apis.getApi", probe.clone()).await.0, 404, "the new key works");
+    s.api.ok(&s.root, "rootKeys.deleteKey", json!({"keyId": id})).await;
+    assert_eq!(
+        s.api.call(old, "apis.getApi", probe.clone()).await.0,
+        401,
+        "a deleted root key stops at once"
+    );
+    assert_eq!(s.api.call(new, "apis.getApi", probe).await.0, 404);
+}
