@@ -10,6 +10,165 @@ use strongbox_tests::{TestDb, eventually, spawn_vault};
 
 const ROWS: usize = 3000;
 
+/// Seeds `ROWS` recoverable keys of workspace `keyring` (sealed by the vault at `vault_url` in
+/// batches) straight into the api database, and returns their ids.
+async fn seed(
+    db: &tokio_postgres::Client,
+    pki: &strongbox_tests::TestPki,
+    vault_url: &str,
+    keyring: &str,
+) -> Vec<String> {
+    use base64::Engine as _;
+    db.execute("INSERT INTO apis (id, workspace_id, name, store_encrypted_keys) VALUES ('api_crash', $1, 'crash', true)", &[&keyring])
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..ROWS).map(|i| format!("key_crash_{i:05}")).collect();
+    let plaintexts: Vec<String> = (0..ROWS).map(|i| format!("sk_crash_{i:05}")).collect();
+    let mut ciphertexts = Vec::new();
+    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|&i| json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(&plaintexts[i]), "context": ids[i]}))
+            .collect();
+        let (status, body) = strongbox_tests::send(
+            pki.client("api"),
+            reqwest::Method::POST,
+            &format!("{vault_url}/v1/encrypt"),
+            Some(json!({"keyring": keyring, "items": items})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        ciphertexts.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["ciphertext"].as_str().unwrap().to_owned()),
+        );
+    }
+    let hashes: Vec<Vec<u8>> =
+        plaintexts.iter().map(|p| strongbox_shared::keys::hash(p).to_vec()).collect();
+    db.execute(
+        "INSERT INTO keys (id, workspace_id, api_id, hash, start, byte_length) \
+         SELECT id, $2, 'api_crash', h, 'sk_c', 16 FROM unnest($1::text[], $3::bytea[]) AS t(id, h)",
+        &[&ids, &keyring, &hashes],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) \
+         SELECT id, $2, $2, c, 1 FROM unnest($1::text[], $3::text[]) AS t(id, c)",
+        &[&ids, &keyring, &ciphertexts],
+    )
+    .await
+    .unwrap();
+    ids
+}
+
+fn rewrap_command(
+    api_db: &TestDb,
+    vault_url: &str,
+    pki: &strongbox_tests::TestPki,
+) -> tokio::process::Child {
+    tokio::process::Command::new(binary("strongbox-api"))
+        .args(["rewrap", "--batch", "20"])
+        .env_clear()
+        .env("STRONGBOX_API_DATABASE_URL", api_db.url())
+        .env("STRONGBOX_VAULT_URL", vault_url)
+        .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
+        .env("STRONGBOX_API_CLIENT_CERT", pki.path("api.pem"))
+        .env("STRONGBOX_API_CLIENT_KEY", pki.path("api-key.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_killed_during_a_rewrap_comes_back_and_the_rewrap_resumes() {
+    use std::collections::HashMap;
+    use strongbox_tests::{SERVER_KEY, ServiceProcess, TestPki, send, vault_env};
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let pki = TestPki::new();
+    let mut env: HashMap<String, String> = vault_env(&vault_db, &pki).into_iter().collect();
+    env.insert("STRONGBOX_VAULT__LOG__FILTER".into(), "info".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.insert("STRONGBOX_VAULT__SERVER__LISTEN".into(), format!("127.0.0.1:{port}"));
+    let url = format!("https://localhost:{port}");
+    let start = |env: &HashMap<String, String>| {
+        let env = env.clone();
+        async move {
+            let mut p = ServiceProcess::start("strongbox-vault", &["serve"], &env);
+            p.wait_for_message("strongbox-vault ready to serve").await;
+            p
+        }
+    };
+    let mut vault = start(&env).await;
+    let op = |path: &str, body: serde_json::Value| {
+        let (client, target) = (pki.client("operator"), format!("{url}{path}"));
+        async move { send(client, reqwest::Method::POST, &target, Some(body)).await }
+    };
+    assert_eq!(op("/v1/sys/initialize", json!({"key": SERVER_KEY})).await.0, 200);
+    let made = strongbox_api::bootstrap(
+        &strongbox_shared::db::DatabaseConfig::from_url(api_db.url()),
+        "crash",
+    )
+    .await
+    .unwrap();
+    let keyring = made.workspace_id.clone();
+    let db = api_db.client().await;
+    seed(&db, &pki, &url, &keyring).await;
+    assert_eq!(op(&format!("/v1/keyrings/{keyring}/rotate"), json!({})).await.0, 200);
+
+    let first = rewrap_command(&api_db, &url, &pki);
+    eventually(Duration::from_secs(60), "the rewrap to make progress", || async {
+        let done: i64 = db
+            .query_one("SELECT coalesce(max(rows_done), 0) FROM rewrap_progress", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (done >= 200).then_some(())
+    })
+    .await;
+    vault.signal("KILL");
+    vault.wait().await;
+    let out = first.wait_with_output().await.unwrap();
+    assert!(!out.status.success(), "the rewrap cannot finish without the vault");
+    let below: i64 = db
+        .query_one("SELECT count(*) FROM encrypted_keys WHERE dek_version < 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(below > 0, "killed mid-run");
+
+    let _vault = start(&env).await;
+    assert_eq!(op("/v1/sys/unlock", json!({"key": SERVER_KEY})).await.0, 200);
+    let second = rewrap_command(&api_db, &url, &pki).wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success() && stdout.contains("0 below the newest version"), "{stdout}");
+    let rows = db
+        .query("SELECT key_id, ciphertext, dek_version FROM encrypted_keys ORDER BY key_id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ROWS);
+    assert!(rows.iter().all(|r| r.get::<_, i32>(2) == 2));
+    let sample: Vec<serde_json::Value> = rows
+        .iter()
+        .step_by(97)
+        .map(|r| json!({"ciphertext": r.get::<_, String>(1), "context": r.get::<_, String>(0)}))
+        .collect();
+    let (status, body) = send(
+        pki.client("api"),
+        reqwest::Method::POST,
+        &format!("{url}/v1/decrypt"),
+        Some(json!({"keyring": keyring, "items": sample})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["items"].as_array().unwrap().iter().all(|i| i["plaintext"].is_string()), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
     let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
