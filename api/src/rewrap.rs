@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::vault_client::{VaultClient, VaultFailure};
 
 /// Session advisory lock held by a running rewrap.
-const LOCK: i64 = 0x5342_5257_5250_0001;
+pub const LOCK: i64 = 0x5342_5257_5250_0001;
 
 /// What one keyring's rewrap did.
 #[derive(Debug, Clone, Serialize)]

@@ -47,6 +47,17 @@ fn client(vault: &TestVault, role: &str) -> VaultClient {
     .unwrap()
 }
 
+async fn metrics(api: &TestApi) -> String {
+    strongbox_tests::http_client()
+        .get(format!("{}/metrics", api.ops_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 impl Stack {
     async fn keys(&self, n: usize) -> Vec<(String, String)> {
         let mut keys = Vec::new();
@@ -132,6 +143,11 @@ async fn rewrap_moves_every_stored_key_forward_and_retire_closes_the_old_version
         .await
         .unwrap();
     assert_eq!((progress_row.get::<_, i64>(0), progress_row.get::<_, bool>(1)), (23, true));
+    let metrics = metrics(&s.api).await;
+    assert!(metrics.contains("strongbox_rewrap_rows_done 23\n"), "{metrics}");
+    assert!(metrics.contains("strongbox_rewrap_rows_remaining 0\n"), "{metrics}");
+    assert!(metrics.contains("strongbox_rewrap_running 0\n"), "{metrics}");
+    assert!(!metrics.contains(&keyring), "no workspace label");
     s.all_recover(&keys).await;
 
     let retired = strongbox_api::rewrap::retire(
@@ -185,6 +201,10 @@ async fn a_second_rewrap_waits_or_says_so() {
     holder.execute("SELECT pg_advisory_lock($1)", &[&0x5342_5257_5250_0001i64]).await.unwrap();
     let database = DatabaseConfig::from_url(s.api_db.url());
     let mut quiet = |_: &str, _: u64, _: i64| {};
+    assert!(
+        metrics(&s.api).await.contains("strongbox_rewrap_running 1\n"),
+        "progress shows a running rewrap"
+    );
     let busy = strongbox_api::rewrap::run(
         &database,
         &client(&s.vault, "rewrap"),

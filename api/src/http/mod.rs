@@ -105,6 +105,7 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .with_state(state)
 }
 

@@ -5,6 +5,8 @@
 //!   strongbox-load vault-encrypt --url URL --ca F --cert F --key F --batch N --connections C --seconds S
 //!
 //!   strongbox-load api-setup --url URL --root ROOT_KEY
+//!   strongbox-load seed-recoverable --url VAULT --ca F --cert F --key F --db API_DB_URL
+//!       --keyring WS --api API_ID --count N
 //!
 //! The load modes print one JSON line: {"name","requests","items","seconds","req_per_s",
 //! "items_per_s","errors"}. `api-setup` creates an API and two keys (one with credits) for the
@@ -19,6 +21,10 @@ use serde_json::json;
 
 struct Args {
     mode: String,
+    db: String,
+    keyring: String,
+    api: String,
+    count: usize,
     url: String,
     ca: String,
     cert: String,
@@ -32,6 +38,10 @@ fn parse() -> Args {
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
         mode: args.next().unwrap_or_default(),
+        db: String::new(),
+        keyring: String::new(),
+        api: String::new(),
+        count: 0,
         url: String::new(),
         ca: String::new(),
         cert: String::new(),
@@ -51,6 +61,10 @@ fn parse() -> Args {
             "--connections" => parsed.connections = value.parse().expect("--connections"),
             "--seconds" => parsed.seconds = value.parse().expect("--seconds"),
             "--root" => parsed.key = value,
+            "--db" => parsed.db = value,
+            "--keyring" => parsed.keyring = value,
+            "--api" => parsed.api = value,
+            "--count" => parsed.count = value.parse().expect("--count"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -204,9 +218,70 @@ async fn api_setup(args: Args) {
     );
 }
 
+/// Seeds `count` recoverable keys fast: sealed by the vault in batches of 1000 and inserted
+/// straight into the api database (the rewrap benchmark needs 100,000).
+async fn seed_recoverable(args: Args) {
+    let tls = strongbox_shared::tls::mtls_client_config(
+        args.ca.as_ref(),
+        args.cert.as_ref(),
+        args.key.as_ref(),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().unwrap();
+    let (db, conn) = tokio_postgres::connect(&args.db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let mut start = 0;
+    while start < args.count {
+        let end = (start + 1000).min(args.count);
+        let ids: Vec<String> = (start..end).map(|i| format!("key_bench_{i:07}")).collect();
+        let plaintexts: Vec<String> = (start..end).map(|i| format!("sk_bench_{i:07}")).collect();
+        let items: Vec<_> = ids
+            .iter()
+            .zip(&plaintexts)
+            .map(|(id, p)| json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(p), "context": id}))
+            .collect();
+        let response = client
+            .post(format!("{}/v1/encrypt", args.url))
+            .json(&json!({"keyring": args.keyring, "items": items}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: serde_json::Value = response.json().await.unwrap();
+        let ciphertexts: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ciphertext"].as_str().unwrap().to_owned())
+            .collect();
+        let hashes: Vec<Vec<u8>> =
+            plaintexts.iter().map(|p| strongbox_shared::keys::hash(p).to_vec()).collect();
+        db.execute(
+            "INSERT INTO keys (id, workspace_id, api_id, hash, start, byte_length) \
+             SELECT id, $2, $4, h, 'sk_b', 16 FROM unnest($1::text[], $3::bytea[]) AS t(id, h)",
+            &[&ids, &args.keyring, &hashes, &args.api],
+        )
+        .await
+        .unwrap();
+        db.execute(
+            "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) \
+             SELECT id, $2, $2, c, 1 FROM unnest($1::text[], $3::text[]) AS t(id, c)",
+            &[&ids, &args.keyring, &ciphertexts],
+        )
+        .await
+        .unwrap();
+        start = end;
+    }
+    println!("seeded {}", args.count);
+}
+
 fn main() {
     let args = parse();
     match args.mode.as_str() {
+        "seed-recoverable" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            runtime.block_on(seed_recoverable(args));
+        }
         "api-setup" => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
             runtime.block_on(api_setup(args));
