@@ -143,6 +143,10 @@ async fn rewrap_moves_every_stored_key_forward_and_retire_closes_the_old_version
         .await
         .unwrap();
     assert_eq!((progress_row.get::<_, i64>(0), progress_row.get::<_, bool>(1)), (23, true));
+    // A rewrap of another api database on the same server is not this one's.
+    let elsewhere = TestDb::new().await;
+    let other = elsewhere.client().await;
+    other.execute("SELECT pg_advisory_lock($1)", &[&strongbox_api::rewrap::LOCK]).await.unwrap();
     let metrics = metrics(&s.api).await;
     assert!(metrics.contains("strongbox_rewrap_rows_done 23\n"), "{metrics}");
     assert!(metrics.contains("strongbox_rewrap_rows_remaining 0\n"), "{metrics}");

@@ -46,6 +46,7 @@ pub async fn metrics(
                (SELECT count(*) FROM encrypted_keys e JOIN rewrap_progress p ON p.keyring = e.keyring \
                   WHERE e.dek_version < p.target_version), \
                (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                   AND ((classid::bigint << 32) | objid::bigint) = $1)",
             &[&crate::rewrap::LOCK],
         )
