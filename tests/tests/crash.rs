@@ -182,67 +182,13 @@ async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
     .unwrap();
     let keyring = made.workspace_id.clone();
     let db = api_db.client().await;
-    db.execute("INSERT INTO apis (id, workspace_id, name, store_encrypted_keys) VALUES ('api_crash', $1, 'crash', true)", &[&keyring])
-        .await
-        .unwrap();
-
-    // Seed thousands of recoverable keys quickly: sealed by the vault in batches of 1000.
-    let ids: Vec<String> = (0..ROWS).map(|i| format!("key_crash_{i:05}")).collect();
-    let plaintexts: Vec<String> = (0..ROWS).map(|i| format!("sk_crash_{i:05}")).collect();
-    let mut ciphertexts = Vec::new();
-    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
-        use base64::Engine as _;
-        let items: Vec<_> = chunk
-            .iter()
-            .map(|&i| json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(&plaintexts[i]), "context": ids[i]}))
-            .collect();
-        let (status, body) =
-            vault.post("api", "/v1/encrypt", json!({"keyring": keyring, "items": items})).await;
-        assert_eq!(status, 200);
-        ciphertexts.extend(
-            body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["ciphertext"].as_str().unwrap().to_owned()),
-        );
-    }
-    let hashes: Vec<Vec<u8>> =
-        plaintexts.iter().map(|p| strongbox_shared::keys::hash(p).to_vec()).collect();
-    db.execute(
-        "INSERT INTO keys (id, workspace_id, api_id, hash, start, byte_length) \
-         SELECT id, $2, 'api_crash', h, 'sk_c', 16 FROM unnest($1::text[], $3::bytea[]) AS t(id, h)",
-        &[&ids, &keyring, &hashes],
-    )
-    .await
-    .unwrap();
-    db.execute(
-        "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) \
-         SELECT id, $2, $2, c, 1 FROM unnest($1::text[], $3::text[]) AS t(id, c)",
-        &[&ids, &keyring, &ciphertexts],
-    )
-    .await
-    .unwrap();
+    seed(&db, &vault.pki, &vault.url, &keyring).await;
     assert_eq!(
         vault.post("operator", &format!("/v1/keyrings/{keyring}/rotate"), json!({})).await.0,
         200
     );
 
-    let rewrap = || {
-        tokio::process::Command::new(binary("strongbox-api"))
-            .args(["rewrap", "--batch", "20"])
-            .env_clear()
-            .env("STRONGBOX_API_DATABASE_URL", api_db.url())
-            .env("STRONGBOX_VAULT_URL", &vault.url)
-            .env("STRONGBOX_TLS_CA", vault.pki.path("ca.pem"))
-            .env("STRONGBOX_API_CLIENT_CERT", vault.pki.path("api.pem"))
-            .env("STRONGBOX_API_CLIENT_KEY", vault.pki.path("api-key.pem"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let rewrap = || rewrap_command(&api_db, &vault.url, &vault.pki);
     let mut first = rewrap();
     eventually(Duration::from_secs(60), "the first run to make progress", || async {
         let done: i64 = db
