@@ -10,6 +10,11 @@ use strongbox_tests::{TestDb, eventually, spawn_vault};
 
 const ROWS: usize = 3000;
 
+/// The single number a counting query returns.
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// Seeds `ROWS` recoverable keys of workspace `keyring` (sealed by the vault at `vault_url` in
 /// batches) straight into the api database, and returns their ids.
 async fn seed(
@@ -123,11 +128,7 @@ async fn a_vault_killed_during_a_rewrap_comes_back_and_the_rewrap_resumes() {
 
     let first = rewrap_command(&api_db, &url, &pki);
     eventually(Duration::from_secs(60), "the rewrap to make progress", || async {
-        let done: i64 = db
-            .query_one("SELECT coalesce(max(rows_done), 0) FROM rewrap_progress", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let done: i64 = count(&db, "SELECT coalesce(max(rows_done), 0) FROM rewrap_progress").await;
         (done >= 200).then_some(())
     })
     .await;
@@ -135,11 +136,7 @@ async fn a_vault_killed_during_a_rewrap_comes_back_and_the_rewrap_resumes() {
     vault.wait().await;
     let out = first.wait_with_output().await.unwrap();
     assert!(!out.status.success(), "the rewrap cannot finish without the vault");
-    let below: i64 = db
-        .query_one("SELECT count(*) FROM encrypted_keys WHERE dek_version < 2", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let below: i64 = count(&db, "SELECT count(*) FROM encrypted_keys WHERE dek_version < 2").await;
     assert!(below > 0, "killed mid-run");
 
     let _vault = start(&env).await;
@@ -191,21 +188,13 @@ async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
     let rewrap = || rewrap_command(&api_db, &vault.url, &vault.pki);
     let mut first = rewrap();
     eventually(Duration::from_secs(60), "the first run to make progress", || async {
-        let done: i64 = db
-            .query_one("SELECT coalesce(max(rows_done), 0) FROM rewrap_progress", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let done: i64 = count(&db, "SELECT coalesce(max(rows_done), 0) FROM rewrap_progress").await;
         (done >= 200).then_some(())
     })
     .await;
     first.start_kill().unwrap(); // SIGKILL
     first.wait().await.unwrap();
-    let below: i64 = db
-        .query_one("SELECT count(*) FROM encrypted_keys WHERE dek_version < 2", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let below: i64 = count(&db, "SELECT count(*) FROM encrypted_keys WHERE dek_version < 2").await;
     assert!(
         below > 0 && (below as usize) < ROWS,
         "killed mid-run: {below} of {ROWS} rows still below"
@@ -221,8 +210,7 @@ async fn a_rewrap_killed_mid_run_resumes_and_loses_nothing() {
         .unwrap();
     assert_eq!(rows.len(), ROWS, "no row lost");
     assert!(rows.iter().all(|r| r.get::<_, i32>(2) == 2), "every row on the newest version");
-    let done: i64 =
-        db.query_one("SELECT rows_done FROM rewrap_progress", &[]).await.unwrap().get(0);
+    let done: i64 = count(&db, "SELECT rows_done FROM rewrap_progress").await;
     assert_eq!(done as usize, ROWS, "the resumed run continued the count: {done}");
     // Every row still opens to its own key.
     for chunk in rows.chunks(1000) {
@@ -283,21 +271,13 @@ async fn a_vault_killed_during_a_kek_rewrap_finishes_it_after_a_restart() {
     );
     let client = db.client().await;
     eventually(Duration::from_secs(30), "the re-wrap to be under way", || async {
-        let moved: i64 = client
-            .query_one("SELECT count(*) FROM deks WHERE kek_version = 2", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let moved: i64 = count(&client, "SELECT count(*) FROM deks WHERE kek_version = 2").await;
         (moved >= 30).then_some(())
     })
     .await;
     vault.signal("KILL");
     vault.wait().await;
-    let left: i64 = client
-        .query_one("SELECT count(*) FROM deks WHERE kek_version = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let left: i64 = count(&client, "SELECT count(*) FROM deks WHERE kek_version = 1").await;
     assert!(left > 0, "killed mid-way: {left} DEKs still under KEK 1");
 
     let (_vault, url) = start(&env).await;
@@ -306,16 +286,12 @@ async fn a_vault_killed_during_a_kek_rewrap_finishes_it_after_a_restart() {
         200
     );
     eventually(Duration::from_secs(60), "every DEK under KEK 2 and KEK 1 deleted", || async {
-        let old: i64 = client
-            .query_one("SELECT count(*) FROM deks WHERE kek_version <> 2", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let keks: i64 = client.query_one("SELECT count(*) FROM keks", &[]).await.unwrap().get(0);
+        let old: i64 = count(&client, "SELECT count(*) FROM deks WHERE kek_version <> 2").await;
+        let keks: i64 = count(&client, "SELECT count(*) FROM keks").await;
         (old == 0 && keks == 1).then_some(())
     })
     .await;
-    let deks: i64 = client.query_one("SELECT count(*) FROM deks", &[]).await.unwrap().get(0);
+    let deks: i64 = count(&client, "SELECT count(*) FROM deks").await;
     assert_eq!(deks as usize, KEYRINGS, "no DEK lost");
     for (keyring, ct) in sealed.iter().step_by(7) {
         let (status, body) = post(
