@@ -52,6 +52,14 @@ fn get<T>(map: &RwLock<Map<T>>, hash: &[u8; 32], ttl: Duration) -> Option<Arc<T>
     map.by_hash.get(hash).filter(|e| e.at.elapsed() < ttl).map(|e| e.value.clone())
 }
 
+/// `strongbox_cache_lookups_total{cache,result}`: the hit ratio is hits over all lookups.
+fn count_lookup<T>(cache: &'static str, found: Option<T>) -> Option<T> {
+    let result = if found.is_some() { "hit" } else { "miss" };
+    metrics::counter!("strongbox_cache_lookups_total", "cache" => cache, "result" => result)
+        .increment(1);
+    found
+}
+
 fn forget<T>(map: &RwLock<Map<T>>, id: &str) {
     let mut map = map.write().unwrap_or_else(|e| e.into_inner());
     if let Some(hash) = map.hash_of.remove(id) {
@@ -72,7 +80,7 @@ impl Cache {
 
     /// A cached key by hash.
     pub fn key(&self, hash: &[u8; 32]) -> Option<Arc<Key>> {
-        get(&self.keys, hash, self.ttl)
+        count_lookup("key", get(&self.keys, hash, self.ttl))
     }
 
     /// The current invalidation epoch; read it before a database lookup.
@@ -91,7 +99,7 @@ impl Cache {
 
     /// A cached root key by hash.
     pub fn root_key(&self, hash: &[u8; 32]) -> Option<Arc<RootKey>> {
-        get(&self.root_keys, hash, self.ttl)
+        count_lookup("root_key", get(&self.root_keys, hash, self.ttl))
     }
 
     /// Caches a root key read at `epoch`, unless an invalidation happened since.
@@ -189,7 +197,7 @@ async fn listen(
     database: &DatabaseConfig,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (client, mut connection) = database.pg_config()?.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = database.pg_config()?.connect(database.tls()?).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

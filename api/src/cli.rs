@@ -301,8 +301,14 @@ async fn bootstrap(
 
 async fn serve(sources: &ConfigSources) -> anyhow::Result<()> {
     let config = ApiConfig::from_sources(sources)?;
-    strongbox_shared::telemetry::init(&config.log)?;
+    let tracing = strongbox_shared::telemetry::init_with_traces(
+        &config.log,
+        &config.telemetry,
+        "strongbox-api",
+    )?;
     let app = Application::build(config).await.context("starting strongbox-api")?;
     strongbox_shared::shutdown::cancel_on_signal(app.shutdown_token());
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    tracing.shutdown().await;
+    served
 }

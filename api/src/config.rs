@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use strongbox_shared::config::{API_NAMESPACE, ConfigError, ConfigSources, ServerConfig};
 use strongbox_shared::db::DatabaseConfig;
-use strongbox_shared::telemetry::LogConfig;
+use strongbox_shared::telemetry::{LogConfig, TelemetryConfig};
 
 /// Defaults that differ from the vault's.
 const DEFAULTS: &[(&str, &str)] =
@@ -23,6 +23,9 @@ pub struct ApiConfig {
     /// `[log]`: log filtering.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[telemetry]`: trace export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// `[cache]`: key and root-key lookups.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -35,6 +38,39 @@ pub struct ApiConfig {
     /// `[rewrap]`: the background rewrap job.
     #[serde(default)]
     pub rewrap: RewrapConfig,
+    /// `[audit]`: the decrypt audit table.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: every decrypt writes a row to `decrypt_audit`; rows older than the retention are
+/// deleted in the background.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days a decrypt audit row is kept; 0 keeps rows forever.
+    #[serde(default = "default_decrypt_retention")]
+    pub decrypt_retention_days: u32,
+    /// How often old rows are deleted, in milliseconds (also once at start).
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval_ms: u64,
+}
+
+fn default_decrypt_retention() -> u32 {
+    365
+}
+
+fn default_purge_interval() -> u64 {
+    3_600_000
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            decrypt_retention_days: default_decrypt_retention(),
+            purge_interval_ms: default_purge_interval(),
+        }
+    }
 }
 
 /// `[rewrap]`: api servers move stored ciphertexts to the newest DEK version in the background

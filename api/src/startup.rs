@@ -38,6 +38,7 @@ pub struct AppState {
 pub struct Application {
     database: strongbox_shared::db::DatabaseConfig,
     rewrap: crate::config::RewrapConfig,
+    audit: crate::config::AuditConfig,
     flush_every: Duration,
     public: TcpListener,
     ops: TcpListener,
@@ -50,6 +51,7 @@ impl Application {
     /// Migrates the database and binds both listeners. Port 0 binds a free port; read it back
     /// with [`Application::public_addr`] and [`Application::ops_addr`].
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        strongbox_shared::metrics::install();
         let report = crate::migrate(&config.database).await?;
         if !report.applied.is_empty() {
             tracing::info!(applied = ?report.applied, "applied migrations");
@@ -70,6 +72,7 @@ impl Application {
         Ok(Self {
             database: config.database.clone(),
             rewrap: config.rewrap.clone(),
+            audit: config.audit,
             flush_every: Duration::from_millis(config.usage.flush_interval_ms.max(10)),
             public,
             ops,
@@ -132,6 +135,13 @@ impl Application {
                     token.clone(),
                 );
             }
+        }
+        if self.audit.decrypt_retention_days > 0 {
+            crate::store::encrypted::spawn_purge(
+                self.state.pool.clone(),
+                self.audit,
+                token.clone(),
+            );
         }
         let flusher = self.state.touches.clone().spawn_flusher(
             self.state.pool.clone(),

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -105,6 +106,7 @@ impl Breaker {
             }
             Some(_) => {
                 // Half-open: this call probes; one more failure re-opens at once.
+                breaker_gauge(BREAKER_HALF_OPEN);
                 state.1 = None;
                 state.0 = self.threshold.saturating_sub(1);
                 Ok(())
@@ -115,6 +117,7 @@ impl Breaker {
 
     fn success(&self) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+        breaker_gauge(BREAKER_CLOSED);
     }
 
     fn failure(&self) {
@@ -122,9 +125,46 @@ impl Breaker {
         state.0 += 1;
         if state.0 >= self.threshold {
             state.1 = Some(Instant::now() + self.cooldown);
+            breaker_gauge(BREAKER_OPEN);
             tracing::warn!(failures = state.0, "vault unreachable; circuit breaker open");
         }
     }
+}
+
+const BREAKER_CLOSED: f64 = 0.0;
+const BREAKER_OPEN: f64 = 1.0;
+const BREAKER_HALF_OPEN: f64 = 2.0;
+
+/// `strongbox_vault_client_breaker_state`: 0 closed, 1 open, 2 half-open (one probe allowed).
+fn breaker_gauge(state: f64) {
+    metrics::gauge!("strongbox_vault_client_breaker_state").set(state);
+}
+
+/// Counts a failed vault call by kind; `strongbox_vault_client_calls_total` counts them all.
+fn count_call<T>(route: &'static str, result: &Result<T, VaultFailure>) {
+    metrics::counter!("strongbox_vault_client_calls_total", "route" => route).increment(1);
+    if let Err(failure) = result {
+        let kind = match failure {
+            VaultFailure::Locked => "locked",
+            VaultFailure::Unavailable(_) => "unavailable",
+            VaultFailure::KeyringDeleted => "keyring_deleted",
+            VaultFailure::KeyringNotFound => "keyring_not_found",
+            VaultFailure::Refused { .. } => "refused",
+        };
+        metrics::counter!("strongbox_vault_client_errors_total", "route" => route, "kind" => kind)
+            .increment(1);
+    }
+}
+
+/// The client span of one vault call; its context travels in the `traceparent` header.
+fn call_span(method: &str, route: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "vault call",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "client",
+        http.request.method = method,
+        http.route = route,
+    )
 }
 
 /// A client of one vault.
@@ -176,9 +216,33 @@ impl VaultClient {
 
     async fn post(
         &self,
+        path: &'static str,
+        body: &Value,
+        idempotent: bool,
+    ) -> Result<Value, VaultFailure> {
+        self.post_to(path, path, body, idempotent).await
+    }
+
+    /// Posts to `path`, which `route` (its template) names in spans and metrics.
+    async fn post_to(
+        &self,
+        route: &'static str,
         path: &str,
         body: &Value,
         idempotent: bool,
+    ) -> Result<Value, VaultFailure> {
+        let span = call_span("POST", route);
+        let result = self.send_post(path, body, idempotent, &span).instrument(span.clone()).await;
+        count_call(route, &result);
+        result
+    }
+
+    async fn send_post(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotent: bool,
+        span: &tracing::Span,
     ) -> Result<Value, VaultFailure> {
         self.breaker.admit()?;
         let attempts = if idempotent { self.retries + 1 } else { 1 };
@@ -191,7 +255,7 @@ impl VaultClient {
                 .http
                 .current()
                 .post(format!("{}{path}", self.base))
-                .header("traceparent", crate::http::envelope::outgoing_traceparent())
+                .header("traceparent", crate::http::envelope::outgoing_traceparent(span))
                 .json(body);
             match request.send().await {
                 Ok(response) => {
@@ -264,12 +328,23 @@ impl VaultClient {
     /// `(latest_version, min_decryption_version)` of `keyring` (describe: api, rewrap and
     /// operator identities).
     pub async fn versions(&self, keyring: &str) -> Result<(i32, i32), VaultFailure> {
+        let span = call_span("GET", "/v1/keyrings/{keyring}");
+        let result = self.send_versions(keyring, &span).instrument(span.clone()).await;
+        count_call("/v1/keyrings/{keyring}", &result);
+        result
+    }
+
+    async fn send_versions(
+        &self,
+        keyring: &str,
+        span: &tracing::Span,
+    ) -> Result<(i32, i32), VaultFailure> {
         self.breaker.admit()?;
         let response = self
             .http
             .current()
             .get(format!("{}/v1/keyrings/{keyring}", self.base))
-            .header("traceparent", crate::http::envelope::outgoing_traceparent())
+            .header("traceparent", crate::http::envelope::outgoing_traceparent(span))
             .send()
             .await;
         let answer = match response {
@@ -317,7 +392,8 @@ impl VaultClient {
         keyring: &str,
         version: i32,
     ) -> Result<(), VaultFailure> {
-        self.post(
+        self.post_to(
+            "/v1/keyrings/{keyring}/config",
             &format!("/v1/keyrings/{keyring}/config"),
             &json!({"min_decryption_version": version}),
             true,

@@ -36,6 +36,22 @@ pub enum Code {
     Forbidden,
 }
 
+impl Code {
+    /// The code as it appears on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Disabled => "DISABLED",
+            Self::Expired => "EXPIRED",
+            Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Forbidden => "FORBIDDEN",
+        }
+    }
+}
+
 /// A rate limit asked for by name in the request.
 #[derive(Debug, Clone)]
 pub struct RequestedLimit {
@@ -139,6 +155,18 @@ pub fn period_start(refill: &Refill, now: OffsetDateTime) -> OffsetDateTime {
 /// Verifies. `workspace` limits the search (v2); `authorize` checks the caller may verify keys
 /// of the key's API, answering `false` for the FORBIDDEN outcome (v1's `apiId` mismatch).
 pub async fn verify(
+    state: &AppState,
+    workspace: Option<&str>,
+    request: Request,
+    authorize: impl FnOnce(&Key) -> Result<bool, ApiError>,
+) -> Result<Verdict, ApiError> {
+    let verdict = decide(state, workspace, request, authorize).await?;
+    metrics::counter!("strongbox_verify_outcomes_total", "code" => verdict.code.as_str())
+        .increment(1);
+    Ok(verdict)
+}
+
+async fn decide(
     state: &AppState,
     workspace: Option<&str>,
     request: Request,
@@ -315,6 +343,23 @@ pub fn data(verdict: &Verdict) -> serde_json::Value {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn metric_codes_are_the_wire_codes() {
+        use Code::*;
+        for code in [
+            Valid,
+            NotFound,
+            Disabled,
+            Expired,
+            InsufficientPermissions,
+            UsageExceeded,
+            RateLimited,
+            Forbidden,
+        ] {
+            assert_eq!(serde_json::json!(code), code.as_str());
+        }
+    }
 
     fn refill(interval: &str, day: Option<i16>) -> Refill {
         Refill { interval: interval.into(), amount: 10, day }

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The `[database]` section of either service.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,11 @@ pub struct DatabaseConfig {
     /// How long opening one connection may take, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// CA bundle (PEM) that signed the Postgres server's certificate. When set, every connection
+    /// uses TLS with full verification: the chain up to this CA and the URL's host name (or IP)
+    /// in the certificate. Unset, connections are plain.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 fn default_max_connections() -> usize {
@@ -47,6 +53,7 @@ impl DatabaseConfig {
             max_connections: default_max_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            ca: None,
         }
     }
 
@@ -57,7 +64,33 @@ impl DatabaseConfig {
                 anyhow::anyhow!("invalid configuration option `database.url`: {}", redact(&e))
             })?;
         config.connect_timeout(Duration::from_millis(self.connect_timeout_ms));
+        // TLS is on exactly when there is a CA to verify the server against: never unverified.
+        match (&self.ca, config.get_ssl_mode()) {
+            (Some(_), SslMode::Disable) => anyhow::bail!(
+                "invalid configuration option `database.url`: sslmode=disable contradicts `database.ca`"
+            ),
+            (Some(_), _) => config.ssl_mode(SslMode::Require),
+            (None, SslMode::Require) => anyhow::bail!(
+                "invalid configuration option `database.ca`: database.url asks for sslmode=require; set `database.ca` to the CA that signed the server's certificate so that it can be verified"
+            ),
+            (None, _) => config.ssl_mode(SslMode::Disable),
+        };
         Ok(config)
+    }
+
+    /// The TLS connector: verifies the server against `database.ca`. Without one it is
+    /// never used, since [`DatabaseConfig::pg_config`] then turns TLS off.
+    pub fn tls(&self) -> anyhow::Result<MakeRustlsConnect> {
+        let roots = match &self.ca {
+            Some(path) => crate::tls::load_roots(path).context("loading `database.ca`")?,
+            None => rustls::RootCertStore::empty(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .context("selecting TLS versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
     }
 
     /// Host, port and database name, for logs and error messages.
@@ -93,7 +126,7 @@ fn describe(config: &tokio_postgres::Config) -> String {
 pub fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config.pg_config()?,
-        NoTls,
+        config.tls()?,
         // `Fast` still drops connections whose socket has closed; `Verified` would add a
         // round trip to every checkout on the verification hot path.
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
@@ -113,7 +146,7 @@ pub fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Client> {
     let pg = config.pg_config()?;
     let (client, connection) = pg
-        .connect(NoTls)
+        .connect(config.tls()?)
         .await
         .with_context(|| format!("connecting to Postgres at {}", describe(&pg)))?;
     tokio::spawn(async move {

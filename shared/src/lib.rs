@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod id;
 pub mod keys;
+pub mod metrics;
 pub mod permissions;
 pub mod shutdown;
 pub mod telemetry;

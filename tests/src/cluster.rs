@@ -12,11 +12,23 @@ pub struct OwnCluster {
     bin: PathBuf,
     port: u16,
     run_as: Option<&'static str>,
+    tls: bool,
 }
 
 impl OwnCluster {
     /// Creates and starts a cluster on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`OwnCluster::start`], with TLS switched on and `cert_pem`/`key_pem` as the server's
+    /// certificate. Plain connections are still accepted, so a test can check which kind each
+    /// client opened (`pg_stat_ssl`).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = PathBuf::from(std::env::var("STRONGBOX_PG_BIN").expect(
             "STRONGBOX_PG_BIN is not set: run the suite through ops/test, which finds the PostgreSQL binaries",
         ));
@@ -33,12 +45,24 @@ impl OwnCluster {
             );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = Self { dir, bin, port, run_as };
+        let cluster = Self { dir, bin, port, run_as, tls: tls.is_some() };
         let data = cluster.data();
         cluster.run(
             "initdb",
             &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
         );
+        if let Some((cert, key)) = tls {
+            for (name, content) in [("server.crt", cert), ("server.key", key)] {
+                let path = cluster.dir.path().join("data").join(name);
+                std::fs::write(&path, content).unwrap();
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some(user) = run_as {
+                    let chowned = Command::new("chown").arg(user).arg(&path).status().unwrap();
+                    assert!(chowned.success());
+                }
+            }
+        }
         cluster.pg_ctl(&["start", "-w"]);
         cluster
     }
@@ -68,9 +92,10 @@ impl OwnCluster {
     fn pg_ctl(&self, action: &[&str]) {
         let data = self.data();
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.tls { " -c ssl=on" } else { "" }
         );
         let log = self.dir.path().join("server.log").display().to_string();
         let mut args =
@@ -82,6 +107,11 @@ impl OwnCluster {
     /// A URL of the `postgres` database, for creating test databases on this cluster.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Restarts the server (fast shutdown: every connection is cut).

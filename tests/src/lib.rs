@@ -10,9 +10,11 @@
 
 pub mod cluster;
 pub mod db;
+pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod services;
+pub mod stack;
 pub mod tempdir;
 
 pub use db::TestDb;

@@ -3,7 +3,8 @@
 use strongbox_shared::db::DatabaseConfig;
 use strongbox_tests::TestDb;
 
-const VAULT_MIGRATIONS: [&str; 2] = ["V1__create_root_record", "V2__create_keys"];
+const VAULT_MIGRATIONS: [&str; 3] =
+    ["V1__create_root_record", "V2__create_keys", "V3__create_audit_log"];
 
 async fn table_exists(db: &TestDb, table: &str) -> bool {
     let client = db.client().await;

@@ -11,8 +11,16 @@ use strongbox_tests::{
 #[tokio::test]
 async fn an_in_flight_request_finishes_during_graceful_shutdown() {
     let db = TestDb::new().await;
-    // One pooled connection, held by the test, keeps `/readyz` waiting inside its handler.
-    let api = spawn_api(&db, &[("STRONGBOX_API__DATABASE__MAX_CONNECTIONS", "1")]).await;
+    // One pooled connection, held by the test, keeps `/readyz` waiting inside its handler. The
+    // decrypt-audit purge is off so that `/readyz` is the only task waiting for it.
+    let api = spawn_api(
+        &db,
+        &[
+            ("STRONGBOX_API__DATABASE__MAX_CONNECTIONS", "1"),
+            ("STRONGBOX_API__AUDIT__DECRYPT_RETENTION_DAYS", "0"),
+        ],
+    )
+    .await;
     let held = api.pool.get().await.unwrap();
     let readyz = tokio::spawn(http_client().get(format!("{}/readyz", api.ops_url)).send());
     let pool = api.pool.clone();

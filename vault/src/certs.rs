@@ -182,8 +182,14 @@ pub fn write_file(path: &Path, content: &str, private: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// The files `certs dev` writes into `out`.
-pub fn write_dev_set(out: &Path, trust_domain: &str, days: i64) -> anyhow::Result<Vec<String>> {
+/// The files `certs dev` writes into `out`. The vault's certificate names `localhost`, the
+/// loopback addresses and `hosts` (such as the compose service name `vault`).
+pub fn write_dev_set(
+    out: &Path,
+    trust_domain: &str,
+    days: i64,
+    hosts: &[String],
+) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let validity = Validity::days(days);
     let ca = DevCa::generate(trust_domain, validity)?;
@@ -195,7 +201,9 @@ pub fn write_dev_set(out: &Path, trust_domain: &str, days: i64) -> anyhow::Resul
     };
     put("ca.pem", ca.cert_pem(), false)?;
     put("ca-key.pem", &ca.key_pem, true)?;
-    let vault = ca.issue_server("vault", &["localhost", "127.0.0.1", "::1"], validity)?;
+    let mut names = vec!["localhost", "127.0.0.1", "::1"];
+    names.extend(hosts.iter().map(String::as_str));
+    let vault = ca.issue_server("vault", &names, validity)?;
     put("vault.pem", &vault.cert_pem, false)?;
     put("vault-key.pem", &vault.key_pem, true)?;
     for role in CLIENT_ROLES {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use strongbox_shared::config::{ConfigError, ConfigSources, ServerConfig, VAULT_NAMESPACE};
 use strongbox_shared::db::DatabaseConfig;
-use strongbox_shared::telemetry::LogConfig;
+use strongbox_shared::telemetry::{LogConfig, TelemetryConfig};
 use strongbox_shared::tls::MtlsServerFiles;
 
 use crate::crypto::hierarchy::Argon2Params;
@@ -29,6 +29,9 @@ pub struct VaultConfig {
     /// `[log]`: log filtering.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[telemetry]`: trace export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// `[tls]`: the mTLS listener.
     pub tls: TlsConfig,
     /// `[unlock]`: the server-key KDF and unlock throttling.

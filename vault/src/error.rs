@@ -96,6 +96,9 @@ pub enum VaultError {
     /// Stored key material failed to authenticate: tampering or corruption.
     #[error("stored key material failed an integrity check")]
     Integrity,
+    /// The audit log could not be written, so the call's result is withheld.
+    #[error("the audit log cannot be written; the call's result is withheld")]
+    AuditUnavailable,
     /// Anything else; logged where it happens, never echoed.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -126,6 +129,7 @@ impl VaultError {
             E::InvalidVersion(_) => (StatusCode::BAD_REQUEST, "INVALID_VERSION"),
             E::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             E::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, "INTEGRITY_ERROR"),
+            E::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! [`startup::Application`] builds and runs the service; `main.rs` only parses the command line.
 
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,8 @@ use crate::tls_listener::{self, ListenerSettings};
 pub struct AppState {
     /// This replica.
     pub vault: Arc<Vault>,
+    /// Where every call on the mTLS listener is recorded before it is answered.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// A built vault: migrated database, loaded TLS material, bound listeners, not yet serving.
@@ -52,7 +54,9 @@ impl Application {
         }
         let files = config.tls.files();
         let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
+        strongbox_shared::metrics::install();
         let pool = strongbox_shared::db::pool(&config.database)?;
+        let audit = Arc::new(crate::audit::AuditLog::start(pool.clone()));
         let vault =
             Vault::start(pool, Settings { unlock: config.unlock.clone(), limits: config.limits })
                 .await
@@ -76,7 +80,7 @@ impl Application {
         Ok(Self {
             main,
             ops,
-            state: AppState { vault },
+            state: AppState { vault, audit },
             tls,
             listener: ListenerSettings {
                 trust_domain: Arc::from(config.tls.trust_domain.as_str()),

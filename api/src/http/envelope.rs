@@ -23,9 +23,12 @@ pub fn request_id() -> String {
     REQUEST.try_with(|r| r.id.clone()).unwrap_or_else(|_| "req_unknown".to_owned())
 }
 
-/// A W3C `traceparent` for an outgoing call made while serving this request: the request's
-/// trace id (taken from the caller's `traceparent`, or new) and a fresh span id.
-pub fn outgoing_traceparent() -> String {
+/// A W3C `traceparent` for an outgoing call made within `span`: the span's own when spans are
+/// exported; otherwise the request's trace id (the caller's, or new) and a fresh span id.
+pub fn outgoing_traceparent(span: &tracing::Span) -> String {
+    if let Some(traceparent) = strongbox_shared::telemetry::traceparent(span) {
+        return traceparent;
+    }
     let trace_id = REQUEST.try_with(|r| r.trace_id.clone()).unwrap_or_else(|_| random_hex(16));
     format!("00-{trace_id}-{}-01", random_hex(8))
 }
@@ -51,22 +54,49 @@ fn incoming_trace_id(request: &Request) -> Option<String> {
         .then(|| trace.to_owned())
 }
 
-/// Gives every request an id, visible to handlers, errors and logs.
+/// Gives every request an id and a span (joined to the caller's trace when it sent a valid
+/// `traceparent`), visible to handlers, errors and logs; records the request metrics.
 pub async fn with_request_id(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let id = strongbox_shared::id::new_id("req").unwrap_or_else(|_| "req_unavailable".to_owned());
-    let trace_id = incoming_trace_id(&request).unwrap_or_else(|| random_hex(16));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
         request_id = %id,
-        trace_id = %trace_id,
+        trace_id = tracing::field::Empty,
         path = %request.uri().path(),
         "auth.root_key" = tracing::field::Empty,
         workspace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
+    strongbox_shared::telemetry::set_remote_parent(&span, request.headers());
+    // The exported span's trace id when tracing is on; otherwise the caller's, or a new one,
+    // so logs of the api and the vault still join up.
+    let trace_id = strongbox_shared::telemetry::trace_id(&span)
+        .or_else(|| incoming_trace_id(&request))
+        .unwrap_or_else(|| random_hex(16));
+    span.record("trace_id", trace_id.as_str());
     let context = RequestContext { id, trace_id };
     let response = REQUEST.scope(context, next.run(request).instrument(span.clone())).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    strongbox_shared::metrics::record_request(
+        "api",
+        &route,
+        method.as_str(),
+        status,
+        started.elapsed(),
+    );
     // One line per request, carrying the request id and, for admin calls, the root key id.
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "request"));
+    span.in_scope(|| tracing::info!(status, "request"));
     response
 }
 
@@ -148,7 +178,7 @@ mod tests {
         ] {
             assert_eq!(incoming_trace_id(&with_header(bad)), None, "{bad}");
         }
-        let out = outgoing_traceparent();
+        let out = outgoing_traceparent(&tracing::Span::none());
         assert_eq!(out.split('-').map(str::len).collect::<Vec<_>>(), vec![2, 32, 16, 2], "{out}");
     }
 }

@@ -32,12 +32,36 @@ async fn check_database(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
-/// `GET /metrics` (Prometheus text). For now the rewrap job's progress, summed over keyrings: no
+/// `GET /metrics` (Prometheus text): the request, verify, cache and vault-client metrics recorded
+/// as calls are served, plus the pool and the rewrap job's progress read at scrape time. No
 /// metric carries a workspace, key or root-key label.
 pub async fn metrics(
     State(state): State<AppState>,
-) -> Result<([(axum::http::HeaderName, &'static str); 1], String), StatusCode> {
-    let client = state.pool.get().await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    use metrics::gauge;
+    strongbox_shared::metrics::record_pool("api", &state.pool);
+    match rewrap_progress(&state).await {
+        Ok((done, failed, remaining, running)) => {
+            gauge!("strongbox_rewrap_rows_done").set(done as f64);
+            gauge!("strongbox_rewrap_rows_failed").set(failed as f64);
+            gauge!("strongbox_rewrap_rows_remaining").set(remaining as f64);
+            gauge!("strongbox_rewrap_running").set(running.min(1) as f64);
+            gauge!("strongbox_api_metrics_database_up").set(1.0);
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "metrics: the api database did not answer");
+            gauge!("strongbox_api_metrics_database_up").set(0.0);
+        }
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, strongbox_shared::metrics::CONTENT_TYPE)],
+        strongbox_shared::metrics::render(),
+    )
+}
+
+/// Rows moved, failed and left by the rewrap job, summed over keyrings, and whether it runs.
+async fn rewrap_progress(state: &AppState) -> Result<(i64, i64, i64, i64), String> {
+    let client = state.pool.get().await.map_err(|e| e.to_string())?;
     let row = client
         .query_one(
             "SELECT \
@@ -51,19 +75,6 @@ pub async fn metrics(
             &[&crate::rewrap::LOCK],
         )
         .await
-        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let (done, failed, remaining, running): (i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    let body = format!(
-        "# HELP strongbox_rewrap_rows_done Stored keys moved to their keyring's target DEK version by the rewrap job.\n\
-         # TYPE strongbox_rewrap_rows_done gauge\nstrongbox_rewrap_rows_done {done}\n\
-         # HELP strongbox_rewrap_rows_failed Stored keys the vault could not rewrap.\n\
-         # TYPE strongbox_rewrap_rows_failed gauge\nstrongbox_rewrap_rows_failed {failed}\n\
-         # HELP strongbox_rewrap_rows_remaining Stored keys still below their keyring's target DEK version.\n\
-         # TYPE strongbox_rewrap_rows_remaining gauge\nstrongbox_rewrap_rows_remaining {remaining}\n\
-         # HELP strongbox_rewrap_running 1 while a rewrap holds its lock.\n\
-         # TYPE strongbox_rewrap_running gauge\nstrongbox_rewrap_running {}\n",
-        running.min(1)
-    );
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+        .map_err(|e| e.to_string())?;
+    Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
 }

@@ -85,3 +85,48 @@ pub async fn audit(
     .await?;
     Ok(())
 }
+
+/// Deletes decrypt audit rows older than `days`; returns how many went.
+pub async fn purge_decrypt_audit(
+    c: &impl GenericClient,
+    days: u32,
+) -> Result<u64, tokio_postgres::Error> {
+    c.execute(
+        "DELETE FROM decrypt_audit WHERE created_at < now() - make_interval(days => $1)",
+        &[&i32::try_from(days).unwrap_or(i32::MAX)],
+    )
+    .await
+}
+
+/// Applies the decrypt audit retention at start and then every `purge_interval_ms`, until
+/// `stop`. Every replica may run it; the deletes are idempotent.
+pub fn spawn_purge(
+    pool: deadpool_postgres::Pool,
+    config: crate::config::AuditConfig,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = std::time::Duration::from_millis(config.purge_interval_ms.max(1_000));
+    tokio::spawn(async move {
+        loop {
+            let purged = match pool.get().await {
+                Ok(client) => purge_decrypt_audit(&client, config.decrypt_retention_days)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match purged {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(
+                    rows,
+                    days = config.decrypt_retention_days,
+                    "purged old decrypt audit rows"
+                ),
+                Err(error) => tracing::warn!(%error, "could not purge old decrypt audit rows"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    });
+}

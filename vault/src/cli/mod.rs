@@ -129,6 +129,12 @@ pub enum Command {
         #[arg(long)]
         key_stdin: bool,
     },
+    /// The audit log.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Keyring (per-workspace DEK) administration.
     Keyring {
         /// What to do.
@@ -151,6 +157,26 @@ pub enum CertsCommand {
         /// Lifetime in days.
         #[arg(long, default_value_t = 7)]
         days: i64,
+        /// Another DNS name for the vault's certificate (repeatable), such as `vault` in
+        /// compose.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain from its first entry to its newest, reading the vault
+    /// database directly. Exit status: 0 intact, 2 broken (the first bad entry is named),
+    /// 1 could not check.
+    Verify {
+        /// Database URL; overrides `database.url`.
+        #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -248,13 +274,13 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Certs { command: CertsCommand::Dev { out, trust_domain, days } } => {
+            Command::Certs { command: CertsCommand::Dev { out, trust_domain, days, hosts } } => {
                 if !(1..=90).contains(&days) {
                     anyhow::bail!(
                         "--days must be between 1 and 90: dev certificates are short-lived"
                     );
                 }
-                let written = crate::certs::write_dev_set(&out, &trust_domain, days)?;
+                let written = crate::certs::write_dev_set(&out, &trust_domain, days, &hosts)?;
                 println!(
                     "wrote {} to {} (trust domain {trust_domain}, valid {days} days)",
                     written.join(", "),
@@ -290,6 +316,31 @@ impl Cli {
                 eprintln!("recovered {recovered} key(s); {failed} could not be recovered");
                 Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }
+            Command::Audit { command: AuditCommand::Verify { database_url, output } } => {
+                if let Some(url) = database_url {
+                    sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
+                }
+                let database = sources.load::<MigrateConfig>()?.database;
+                let pool = strongbox_shared::db::pool(&database)?;
+                let verdict = crate::audit::verify(&pool).await?;
+                pool.close();
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string(&verdict)?),
+                    Output::Text => match &verdict {
+                        crate::audit::Verdict::Intact { entries, head } => println!(
+                            "audit log intact: {entries} entries{}",
+                            head.as_ref().map(|h| format!(", newest hash {h}")).unwrap_or_default()
+                        ),
+                        crate::audit::Verdict::Broken { seq, reason, entries_ok } => println!(
+                            "audit log BROKEN at entry {seq}: {reason}. Entries 1-{entries_ok} check out."
+                        ),
+                    },
+                }
+                Ok(match verdict {
+                    crate::audit::Verdict::Intact { .. } => ExitCode::SUCCESS,
+                    crate::audit::Verdict::Broken { .. } => ExitCode::from(2),
+                })
+            }
             other => operator::run(other).await,
         }
     }
@@ -303,8 +354,14 @@ struct MigrateConfig {
 
 async fn serve(sources: &strongbox_shared::config::ConfigSources) -> anyhow::Result<()> {
     let config = VaultConfig::from_sources(sources)?;
-    strongbox_shared::telemetry::init(&config.log)?;
+    let tracing = strongbox_shared::telemetry::init_with_traces(
+        &config.log,
+        &config.telemetry,
+        "strongbox-vault",
+    )?;
     let app = Application::build(config).await.context("starting strongbox-vault")?;
     strongbox_shared::shutdown::cancel_on_signal(app.shutdown_token());
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    tracing.shutdown().await;
+    served
 }

@@ -112,7 +112,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve
         | Command::Migrate { .. }
         | Command::Certs { .. }
-        | Command::Recover { .. } => {
+        | Command::Recover { .. }
+        | Command::Audit { .. } => {
             bail!("not an operator command")
         }
     }

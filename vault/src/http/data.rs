@@ -69,6 +69,7 @@ pub async fn encrypt(
 ) -> Result<Json<Value>, VaultError> {
     caller.require(&[Role::Api])?;
     let keyring = KeyringName::parse(&body.keyring)?;
+    crate::audit::note(&body.keyring, body.items.len());
     check_batch(&state, body.items.len())?;
     let max = state.vault.limits().max_plaintext_bytes;
     let mut items = Vec::with_capacity(body.items.len());
@@ -102,6 +103,7 @@ fn cipher_items(
     body: CipherBody,
 ) -> Result<(KeyringName, Vec<(String, String)>), VaultError> {
     let keyring = KeyringName::parse(&body.keyring)?;
+    crate::audit::note(&body.keyring, body.items.len());
     check_batch(state, body.items.len())?;
     let mut items = Vec::with_capacity(body.items.len());
     for (index, item) in body.items.into_iter().enumerate() {

@@ -38,7 +38,7 @@ pub fn main_router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(trace::log_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), trace::observe))
         .with_state(state)
 }
 
@@ -48,6 +48,7 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/sys/status", get(sys::status))
+        .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .with_state(state)
 }

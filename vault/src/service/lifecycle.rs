@@ -122,23 +122,33 @@ impl Vault {
         identity: &str,
         ip: IpAddr,
     ) -> Result<(), VaultError> {
-        self.throttle.check(identity, ip)?;
+        if let Err(refused) = self.throttle.check(identity, ip) {
+            metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => "throttled")
+                .increment(1);
+            return Err(refused);
+        }
         let client = self.pool.get().await?;
         let Some(record) = store::root(&client).await? else {
             return Err(VaultError::NotInitialized);
         };
         drop(client);
         let unlock = self.derive(key, record.params, record.salt.clone()).await?;
-        let root =
-            match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
-                Ok(root) => root,
-                Err(crate::crypto::CryptoError::Authentication) => {
-                    self.throttle.failure(identity, ip);
-                    tracing::warn!(identity, %ip, "unlock with a wrong server key");
-                    return Err(VaultError::WrongKey);
-                }
-                Err(other) => return Err(other.into()),
-            };
+        let root = match hierarchy::open_root(
+            &unlock,
+            record.params,
+            &record.salt,
+            &record.sealed_root,
+        ) {
+            Ok(root) => root,
+            Err(crate::crypto::CryptoError::Authentication) => {
+                self.throttle.failure(identity, ip);
+                metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => "wrong_key")
+                    .increment(1);
+                tracing::warn!(identity, %ip, "unlock with a wrong server key");
+                return Err(VaultError::WrongKey);
+            }
+            Err(other) => return Err(other.into()),
+        };
         self.throttle.success(identity, ip);
         let keys = UnlockedKeys::new(
             &root,

@@ -1,0 +1,169 @@
+//! Audit: the vault's hash-chained log of every call, `strongbox-vault audit verify`, the refusal
+//! to answer when the log cannot be written; and the api's decrypt audit retention.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strongbox_tests::process::binary;
+use strongbox_tests::{TestDb, eventually, spawn_api, spawn_vault};
+
+#[derive(Debug)]
+struct Row {
+    seq: i64,
+    identity: String,
+    action: String,
+    keyring: Option<String>,
+    items: Option<i32>,
+    status: i16,
+}
+
+async fn audit_verify(db: &TestDb) -> (i32, Value) {
+    let out = tokio::process::Command::new(binary("strongbox-vault"))
+        .args(["audit", "verify", "--output", "json", "--database-url", db.url()])
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!("not JSON: {stdout} / {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), verdict)
+}
+
+#[tokio::test]
+async fn every_vault_call_is_chained_into_the_audit_log_and_tampering_shows_where() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let sealed = vault.encrypt("ws_audit", &["first", "second"]).await;
+    let (status, _) = vault
+        .post("api", "/v1/decrypt", json!({"keyring": "ws_audit", "items": [{"ciphertext": sealed[0].0, "context": "ctx-0"}]}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = vault.post("api", "/v1/keyrings/ws_audit/rotate", json!({})).await;
+    assert_eq!(status, 403, "the api may not rotate");
+    let (status, _) = vault.post("operator", "/v1/keyrings/ws_audit/rotate", json!({})).await;
+    assert_eq!(status, 200);
+
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT seq, identity, action, keyring, items, status FROM audit_log ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let entries: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            seq: r.get(0),
+            identity: r.get(1),
+            action: r.get(2),
+            keyring: r.get(3),
+            items: r.get(4),
+            status: r.get(5),
+        })
+        .collect();
+    let find = |action: &str, status: i16| {
+        entries
+            .iter()
+            .find(|e| e.action == action && e.status == status)
+            .unwrap_or_else(|| panic!("no {action} {status} entry in {entries:#?}"))
+    };
+    assert!(find("POST /v1/sys/initialize", 200).identity.ends_with("/operator"));
+    let encrypt = find("POST /v1/encrypt", 200);
+    assert!(encrypt.identity.ends_with("/api"));
+    assert_eq!((encrypt.keyring.as_deref(), encrypt.items), (Some("ws_audit"), Some(2)));
+    assert_eq!(find("POST /v1/decrypt", 200).items, Some(1));
+    let denied = find("POST /v1/keyrings/{keyring}/rotate", 403);
+    assert_eq!(denied.keyring.as_deref(), Some("ws_audit"));
+    assert!(find("POST /v1/keyrings/{keyring}/rotate", 200).identity.ends_with("/operator"));
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=entries.len() as i64).collect::<Vec<_>>(), "no gaps");
+    // Neither plaintext nor ciphertext is in it.
+    let dump: String = client
+        .query_one("SELECT string_agg(audit_log::text, ' ') FROM audit_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for secret in ["first", "second", sealed[0].0.as_str(), sealed[1].0.as_str()] {
+        assert!(!dump.contains(secret), "the audit log holds {secret}");
+    }
+
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["result"], "intact");
+    assert_eq!(verdict["entries"], entries.len() as i64);
+
+    // The log refuses changes…
+    let refused = client.execute("DELETE FROM audit_log WHERE seq = 3", &[]).await;
+    assert!(refused.is_err(), "DELETE is refused");
+    let refused = client.execute("UPDATE audit_log SET items = 99 WHERE seq = 3", &[]).await;
+    assert!(refused.is_err(), "UPDATE is refused");
+    // …unless its owner switches the guard off; then verify names the altered entry.
+    client.batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER").await.unwrap();
+    client.execute("UPDATE audit_log SET items = items + 1 WHERE seq = 3", &[]).await.unwrap();
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!(code, 2, "{verdict}");
+    assert_eq!(verdict["result"], "broken");
+    assert_eq!(verdict["seq"], 3);
+    assert_eq!(verdict["entries_ok"], 2);
+    assert!(verdict["reason"].as_str().unwrap().contains("altered"), "{verdict}");
+    client.execute("UPDATE audit_log SET items = items - 1 WHERE seq = 3", &[]).await.unwrap();
+    assert_eq!(audit_verify(&db).await.0, 0, "undoing the change mends the chain");
+    // A deleted entry shows as missing.
+    client.execute("DELETE FROM audit_log WHERE seq = 2", &[]).await.unwrap();
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!((code, verdict["seq"].clone()), (2, json!(2)), "{verdict}");
+    assert!(verdict["reason"].as_str().unwrap().contains("missing"), "{verdict}");
+    client.batch_execute("ALTER TABLE audit_log ENABLE TRIGGER USER").await.unwrap();
+
+    // When the log cannot be written, the call is refused and its result withheld.
+    client.batch_execute("ALTER TABLE audit_log RENAME TO audit_log_away").await.unwrap();
+    let (status, body) = vault
+        .post("api", "/v1/encrypt", json!({"keyring": "ws_audit", "items": [{"plaintext": "c2VjcmV0", "context": "ctx-0"}]}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("AUDIT_UNAVAILABLE")),
+        "{body}"
+    );
+    assert!(body.get("items").is_none());
+    client.batch_execute("ALTER TABLE audit_log_away RENAME TO audit_log").await.unwrap();
+    vault.encrypt("ws_audit", &["again"]).await;
+    vault.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn decrypt_audit_rows_older_than_the_retention_are_purged() {
+    let db = TestDb::new().await;
+    strongbox_api::migrate(&strongbox_shared::db::DatabaseConfig::from_url(db.url()))
+        .await
+        .unwrap();
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO decrypt_audit (workspace_id, root_key_id, request_id, key_ids, created_at) VALUES \
+               ('ws_a', 'rk_a', 'req_old', ARRAY['key_a'], now() - interval '31 days'), \
+               ('ws_a', 'rk_a', 'req_recent', ARRAY['key_a'], now() - interval '29 days'), \
+               ('ws_a', 'rk_a', 'req_new', ARRAY['key_a'], now())",
+        )
+        .await
+        .unwrap();
+    let api = spawn_api(&db, &[("STRONGBOX_API__AUDIT__DECRYPT_RETENTION_DAYS", "30")]).await;
+    let left = eventually(Duration::from_secs(30), "the purge at start", || {
+        let client = &client;
+        async move {
+            let rows = client
+                .query("SELECT request_id FROM decrypt_audit ORDER BY id", &[])
+                .await
+                .unwrap();
+            let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            (!ids.contains(&"req_old".to_owned())).then_some(ids)
+        }
+    })
+    .await;
+    assert_eq!(left, ["req_recent", "req_new"]);
+    api.shutdown.cancel();
+}

@@ -1,0 +1,360 @@
+//! The vault's audit log: one entry per call on the mTLS listener (who, what, which keyring, how
+//! many items, the answer's status, when), append-only and hash-chained.
+//!
+//! Each entry's hash covers the previous entry's hash and every field of its own, so changing,
+//! removing or reordering a stored entry breaks the chain from that entry on, and
+//! `strongbox-vault audit verify` reports where. Plaintext and ciphertext never go in it.
+//!
+//! Replicas share the chain: a writer appends under a transaction-scoped advisory lock. Each
+//! replica's writer takes every entry waiting at that moment in one transaction (group commit),
+//! so the chain costs one round of locking per batch, not per call. A call is answered only after
+//! its entry is stored: if the log cannot be written, the caller gets 503 and no result.
+
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::digest;
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Transaction advisory lock that serialises appends across replicas.
+const CHAIN_LOCK: i64 = 0x5342_5641_5544_4954; // "SBVAUDIT"
+
+/// The most entries one transaction appends.
+const BATCH: usize = 512;
+
+/// What a handler adds to its call's entry, once it has parsed the request.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    /// The keyring the call was about.
+    pub keyring: Option<String>,
+    /// How many items it carried.
+    pub items: Option<i32>,
+}
+
+tokio::task_local! {
+    static NOTE: Arc<Mutex<Note>>;
+}
+
+/// Records the keyring and item count of the call being served (no-op outside a call).
+pub fn note(keyring: &str, items: usize) {
+    let _outside_a_call = NOTE.try_with(|n| {
+        let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
+        n.keyring = Some(keyring.to_owned());
+        n.items = Some(i32::try_from(items).unwrap_or(i32::MAX));
+    });
+}
+
+/// Runs `call` with an empty note, then returns what it noted.
+pub async fn noting<F: Future>(call: F) -> (F::Output, Note) {
+    let slot = Arc::new(Mutex::new(Note::default()));
+    let output = NOTE.scope(slot.clone(), call).await;
+    let note = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (output, note)
+}
+
+/// One call, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The caller's SPIFFE id (or why it has none).
+    pub identity: String,
+    /// Method and route template, such as `POST /v1/keyrings/{keyring}/rotate`.
+    pub action: String,
+    /// The keyring, when the call named one.
+    pub keyring: Option<String>,
+    /// Items in the batch, for data-plane calls.
+    pub items: Option<i32>,
+    /// The HTTP status of the answer.
+    pub status: i16,
+    /// The W3C trace id the caller sent, or empty.
+    pub trace_id: String,
+}
+
+/// A stored entry: its place in the chain and its time.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Position, from 1, without gaps.
+    pub seq: i64,
+    /// When it was appended (microsecond precision, as Postgres stores it).
+    pub at: OffsetDateTime,
+    /// The call.
+    pub entry: Entry,
+    /// The previous entry's hash (32 zero bytes for the first).
+    pub prev_hash: Vec<u8>,
+    /// This entry's hash.
+    pub hash: Vec<u8>,
+}
+
+/// The chain hash of an entry: SHA-256 over the previous hash and every field, each
+/// length-prefixed so that no two different entries encode alike.
+pub fn chain_hash(prev_hash: &[u8], seq: i64, at: OffsetDateTime, entry: &Entry) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    field(b"strongbox-vault-audit-v1");
+    field(prev_hash);
+    field(&seq.to_be_bytes());
+    field(&micros(at).to_be_bytes());
+    field(entry.identity.as_bytes());
+    field(entry.action.as_bytes());
+    match &entry.keyring {
+        Some(k) => field(&[&[1u8][..], k.as_bytes()].concat()),
+        None => field(&[0u8]),
+    }
+    match entry.items {
+        Some(n) => field(&[&[1u8][..], &n.to_be_bytes()[..]].concat()),
+        None => field(&[0u8]),
+    }
+    field(&entry.status.to_be_bytes());
+    field(entry.trace_id.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// The audit log writer of one replica.
+pub struct AuditLog {
+    queue: mpsc::Sender<(Entry, oneshot::Sender<bool>)>,
+}
+
+impl AuditLog {
+    /// Starts the writer. It stops when the last handle is dropped.
+    pub fn start(pool: Pool) -> Self {
+        let (queue, waiting) = mpsc::channel(4 * BATCH);
+        tokio::spawn(write_loop(pool, waiting));
+        Self { queue }
+    }
+
+    /// Appends `entry`; `false` when it could not be stored.
+    pub async fn record(&self, entry: Entry) -> bool {
+        let (done, stored) = oneshot::channel();
+        if self.queue.send((entry, done)).await.is_err() {
+            return false;
+        }
+        stored.await.unwrap_or(false)
+    }
+}
+
+async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sender<bool>)>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while waiting.recv_many(&mut batch, BATCH).await > 0 {
+        let (entries, acks): (Vec<Entry>, Vec<oneshot::Sender<bool>>) = batch.drain(..).unzip();
+        let stored = match append(&pool, &entries).await {
+            Ok(()) => true,
+            Err(error) => {
+                metrics::counter!("strongbox_vault_audit_write_failures_total").increment(1);
+                tracing::error!(error = %format!("{error:#}"), entries = entries.len(), "audit log write failed; the calls are refused");
+                false
+            }
+        };
+        if stored {
+            metrics::counter!("strongbox_vault_audit_entries_total")
+                .increment(entries.len() as u64);
+        }
+        for ack in acks {
+            let _caller_gone = ack.send(stored);
+        }
+    }
+}
+
+async fn append(pool: &Pool, entries: &[Entry]) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await?;
+    let head =
+        tx.query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[]).await?;
+    let (mut seq, mut prev): (i64, Vec<u8>) =
+        head.map(|r| (r.get(0), r.get(1))).unwrap_or((0, vec![0u8; 32]));
+    let now = OffsetDateTime::now_utc();
+    // Postgres keeps microseconds; hash what it will give back.
+    let at = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)?;
+    let mut columns = Columns::default();
+    for entry in entries {
+        seq += 1;
+        let hash = chain_hash(&prev, seq, at, entry);
+        columns.push(seq, entry, std::mem::replace(&mut prev, hash.to_vec()), hash.to_vec());
+    }
+    tx.execute(
+        "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash) \
+         SELECT s, $2, i, a, k, n, st, t, p, h \
+         FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[]) \
+           AS u(s, i, a, k, n, st, t, p, h)",
+        &[
+            &columns.seq,
+            &at,
+            &columns.identity,
+            &columns.action,
+            &columns.keyring,
+            &columns.items,
+            &columns.status,
+            &columns.trace_id,
+            &columns.prev_hash,
+            &columns.hash,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Columns {
+    seq: Vec<i64>,
+    identity: Vec<String>,
+    action: Vec<String>,
+    keyring: Vec<Option<String>>,
+    items: Vec<Option<i32>>,
+    status: Vec<i16>,
+    trace_id: Vec<String>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, seq: i64, entry: &Entry, prev_hash: Vec<u8>, hash: Vec<u8>) {
+        self.seq.push(seq);
+        self.identity.push(entry.identity.clone());
+        self.action.push(entry.action.clone());
+        self.keyring.push(entry.keyring.clone());
+        self.items.push(entry.items);
+        self.status.push(entry.status);
+        self.trace_id.push(entry.trace_id.clone());
+        self.prev_hash.push(prev_hash);
+        self.hash.push(hash);
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every entry links to the one before and matches its hash.
+    Intact {
+        /// Entries checked.
+        entries: i64,
+        /// The newest entry's hash (hex), to note down and compare later: the chain alone
+        /// cannot show that entries were cut off its end.
+        head: Option<String>,
+    },
+    /// The chain breaks at `seq`.
+    Broken {
+        /// The first entry that does not check out.
+        seq: i64,
+        /// What is wrong with it.
+        reason: String,
+        /// Entries before it that checked out.
+        entries_ok: i64,
+    },
+}
+
+/// Walks the whole chain in order.
+pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
+    let client = pool.get().await?;
+    let mut expected_seq = 1i64;
+    let mut prev = vec![0u8; 32];
+    loop {
+        let rows = client
+            .query(
+                "SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash \
+                 FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 10000",
+                &[&expected_seq],
+            )
+            .await?;
+        if rows.is_empty() {
+            let head = (expected_seq > 1).then(|| hex(&prev));
+            return Ok(Verdict::Intact { entries: expected_seq - 1, head });
+        }
+        for row in rows {
+            let stored = Stored {
+                seq: row.get(0),
+                at: row.get(1),
+                entry: Entry {
+                    identity: row.get(2),
+                    action: row.get(3),
+                    keyring: row.get(4),
+                    items: row.get(5),
+                    status: row.get(6),
+                    trace_id: row.get(7),
+                },
+                prev_hash: row.get(8),
+                hash: row.get(9),
+            };
+            let broken = |reason: &str| Verdict::Broken {
+                seq: expected_seq,
+                reason: reason.to_owned(),
+                entries_ok: expected_seq - 1,
+            };
+            if stored.seq != expected_seq {
+                return Ok(broken(&format!(
+                    "entry missing: the next stored entry is {} (entries were deleted)",
+                    stored.seq
+                )));
+            }
+            if stored.prev_hash != prev {
+                return Ok(broken(
+                    "its previous-hash does not match the entry before it (entries were deleted, inserted or reordered)",
+                ));
+            }
+            let computed = chain_hash(&prev, stored.seq, stored.at, &stored.entry);
+            if stored.hash != computed {
+                return Ok(broken("its contents do not match its hash (the entry was altered)"));
+            }
+            prev = stored.hash;
+            expected_seq += 1;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            identity: "spiffe://strongbox.local/api".to_owned(),
+            action: "POST /v1/encrypt".to_owned(),
+            keyring: Some("ws_1".to_owned()),
+            items: Some(3),
+            status: 200,
+            trace_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_field_and_the_previous_hash_change_the_hash() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let base = chain_hash(&[0; 32], 1, at, &entry());
+        let mut variants = vec![
+            chain_hash(&[1; 32], 1, at, &entry()),
+            chain_hash(&[0; 32], 2, at, &entry()),
+            chain_hash(&[0; 32], 1, at + time::Duration::microseconds(1), &entry()),
+        ];
+        let changes: [fn(&mut Entry); 7] = [
+            |e| e.identity.push('x'),
+            |e| e.action.push('x'),
+            |e| e.keyring = None,
+            |e| e.keyring = Some(String::new()),
+            |e| e.items = None,
+            |e| e.status = 500,
+            |e| e.trace_id.push('0'),
+        ];
+        for change in changes {
+            let mut e = entry();
+            change(&mut e);
+            variants.push(chain_hash(&[0; 32], 1, at, &e));
+        }
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(*v, base, "variant {i} hashed like the original");
+        }
+    }
+}
