@@ -14,7 +14,7 @@ use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
@@ -51,7 +51,7 @@ impl LogConfig {
 }
 
 /// The `[telemetry]` section of either service.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// The OTLP/HTTP collector base URL, such as `http://otel-collector:4318`; spans go to
@@ -59,6 +59,20 @@ pub struct TelemetryConfig {
     /// is off.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded, 0.0-1.0. A request whose caller sent a sampled
+    /// `traceparent` is always recorded, so traces across services stay whole.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, sample_ratio: default_sample_ratio() }
+    }
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
 }
 
 impl TelemetryConfig {
@@ -111,6 +125,12 @@ pub fn init_with_traces(
     service: &'static str,
 ) -> Result<Tracing, crate::config::ConfigError> {
     let filter = config.env_filter()?;
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        return Err(crate::config::ConfigError::Option {
+            option: "telemetry.sample_ratio",
+            reason: "must be between 0.0 and 1.0".to_owned(),
+        });
+    }
     let Some(url) = telemetry.traces_url() else {
         init(config)?;
         return Ok(Tracing::default());
@@ -136,6 +156,9 @@ pub fn init_with_traces(
         .map_err(|e| invalid(e.to_string()))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            telemetry.sample_ratio,
+        ))))
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
         .build();
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));

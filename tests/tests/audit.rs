@@ -46,7 +46,20 @@ async fn every_vault_call_is_chained_into_the_audit_log_and_tampering_shows_wher
     let (status, _) = vault.post("operator", "/v1/keyrings/ws_audit/rotate", json!({})).await;
     assert_eq!(status, 200);
 
+    // A change the replica makes on its own schedule is recorded too (the KEK is backdated so
+    // that a rotation is due now).
     let client = db.client().await;
+    client.batch_execute("UPDATE keks SET created_at = now() - interval '2 days'").await.unwrap();
+    vault
+        .vault
+        .maintain(strongbox_vault::config::RotationConfig {
+            kek_period_seconds: 86_400,
+            dek_period_seconds: 0,
+            check_interval_ms: 60_000,
+            rewrap_batch: 100,
+        })
+        .await
+        .unwrap();
     let rows = client
         .query(
             "SELECT seq, identity, action, keyring, items, status FROM audit_log ORDER BY seq",
@@ -79,6 +92,14 @@ async fn every_vault_call_is_chained_into_the_audit_log_and_tampering_shows_wher
     let denied = find("POST /v1/keyrings/{keyring}/rotate", 403);
     assert_eq!(denied.keyring.as_deref(), Some("ws_audit"));
     assert!(find("POST /v1/keyrings/{keyring}/rotate", 200).identity.ends_with("/operator"));
+    let scheduled = find("scheduled rotate kek", 200);
+    assert_eq!(scheduled.identity, strongbox_vault::audit::SCHEDULER);
+    assert_eq!(
+        find("scheduled rewrap deks under the newest kek", 200).items,
+        Some(2),
+        "ws_audit v1 and v2"
+    );
+    assert_eq!(find("scheduled delete unused keks", 200).items, Some(1));
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=entries.len() as i64).collect::<Vec<_>>(), "no gaps");
     // Neither plaintext nor ciphertext is in it.

@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Transaction advisory lock that serialises appends across replicas.
 const CHAIN_LOCK: i64 = 0x5342_5641_5544_4954; // "SBVAUDIT"
 
+/// The identity of changes a replica makes on its own schedule (`[rotation]`).
+pub const SCHEDULER: &str = "strongbox-vault/scheduler";
+
 /// The most entries one transaction appends.
 const BATCH: usize = 512;
 

@@ -56,7 +56,6 @@ impl Application {
         let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
         strongbox_shared::metrics::install();
         let pool = strongbox_shared::db::pool(&config.database)?;
-        let audit = Arc::new(crate::audit::AuditLog::start(pool.clone()));
         let vault =
             Vault::start(pool, Settings { unlock: config.unlock.clone(), limits: config.limits })
                 .await
@@ -80,7 +79,7 @@ impl Application {
         Ok(Self {
             main,
             ops,
-            state: AppState { vault, audit },
+            state: AppState { audit: vault.audit(), vault },
             tls,
             listener: ListenerSettings {
                 trust_domain: Arc::from(config.tls.trust_domain.as_str()),

@@ -28,6 +28,7 @@ impl Vault {
         {
             let version = self.rotate_kek().await?;
             tracing::info!(kek_version = version, "periodic KEK rotation");
+            self.audit_scheduled("rotate kek", None, None).await;
         }
         if rotation.dek_period_seconds > 0 {
             for (name, seen) in
@@ -37,6 +38,7 @@ impl Vault {
                 let mut object = self.pool.get().await?;
                 let version = self.rotate_keyring_from(&mut object, &keys, &keyring, seen).await?;
                 tracing::info!(keyring = name, version, "periodic keyring rotation");
+                self.audit_scheduled("rotate keyring", Some(name), None).await;
             }
         }
         drop(client);
@@ -62,6 +64,7 @@ impl Vault {
                 if !deleted.is_empty() {
                     keys.forget_keks(&deleted);
                     tracing::info!(?deleted, "deleted KEKs no DEK uses");
+                    self.audit_scheduled("delete unused keks", None, Some(deleted.len())).await;
                 }
                 return Ok(());
             }
@@ -73,11 +76,28 @@ impl Vault {
                 store::rewrap_dek(&tx, keyring, row.version, latest.version, &wrapped).await?;
             }
             tx.commit().await?;
+            self.audit_scheduled("rewrap deks under the newest kek", None, Some(batch.len())).await;
             tracing::info!(
                 deks = batch.len(),
                 kek_version = latest.version,
                 "re-wrapped DEKs under the newest KEK"
             );
+        }
+    }
+
+    /// Records a change this replica made on its own. It is already committed, so a failed
+    /// audit write is logged (and counted) rather than undone.
+    async fn audit_scheduled(&self, what: &str, keyring: Option<String>, items: Option<usize>) {
+        let entry = crate::audit::Entry {
+            identity: crate::audit::SCHEDULER.to_owned(),
+            action: format!("scheduled {what}"),
+            keyring,
+            items: items.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            status: 200,
+            trace_id: String::new(),
+        };
+        if !self.audit.record(entry).await {
+            tracing::error!(what, "a scheduled change is missing from the audit log");
         }
     }
 

@@ -195,6 +195,7 @@ pub struct Vault {
     /// queue rather than exhaust memory.
     kdf_gate: tokio::sync::Mutex<()>,
     throttle: throttle::Throttle,
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Vault {
@@ -207,13 +208,20 @@ impl Vault {
             settings.unlock.free_failures,
             Duration::from_secs(settings.unlock.max_delay_seconds),
         );
+        let audit = Arc::new(crate::audit::AuditLog::start(pool.clone()));
         Ok(Arc::new(Self {
             pool,
             settings,
             state: RwLock::new(if initialized { State::Locked } else { State::Uninitialized }),
             kdf_gate: tokio::sync::Mutex::new(()),
             throttle,
+            audit,
         }))
+    }
+
+    /// The audit log this replica writes to.
+    pub fn audit(&self) -> Arc<crate::audit::AuditLog> {
+        self.audit.clone()
     }
 
     /// The database pool.
