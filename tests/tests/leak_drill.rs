@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
+use strongbox_tests::otlp::OtlpReceiver;
 use strongbox_tests::process::binary;
 use strongbox_tests::{
     SERVER_KEY, ServiceProcess, TempDir, TestDb, TestPki, http_client, send, spawn_vault, vault_env,
@@ -63,10 +64,12 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
         .await
         .unwrap();
 
-    // The real binaries, logging at debug.
+    // The real binaries, logging at debug and exporting traces.
+    let receiver = OtlpReceiver::start().await;
     let pki = TestPki::new();
     let mut vault_env: HashMap<String, String> = vault_env(&vault_db, &pki).into_iter().collect();
     vault_env.insert("STRONGBOX_VAULT__LOG__FILTER".into(), "debug".into());
+    vault_env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.endpoint.clone());
     let mut vault = ServiceProcess::start("strongbox-vault", &["serve"], &vault_env);
     let ready = vault.wait_for_message("strongbox-vault ready to serve").await;
     let vault_url = format!(
@@ -87,6 +90,7 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
         ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("STRONGBOX_API__DATABASE__URL".to_owned(), api_db.url().to_owned()),
         ("STRONGBOX_API__LOG__FILTER".to_owned(), "debug".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), receiver.endpoint.clone()),
         ("STRONGBOX_API__VAULT__URL".to_owned(), vault_url.clone()),
         ("STRONGBOX_API__VAULT__CA".to_owned(), file("ca.pem")),
         ("STRONGBOX_API__VAULT__CERT".to_owned(), file("api.pem")),
@@ -157,6 +161,11 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
     let logs = format!("{}\n{}", api.log.join("\n"), vault.log.join("\n"));
     assert!(logs.contains(&key_id), "the logs are real: they name the key id");
     assert!(!logs.contains(&key) && !logs.contains(SERVER_KEY), "logs");
+    // Nor the traces both services exported (flushed at shutdown).
+    let traces = receiver.bodies().concat();
+    let holds = |needle: &str| traces.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds(&key_id) && holds("POST /v1/encrypt"), "the traces are real");
+    assert!(!holds(&key) && !holds(SERVER_KEY), "exported traces");
     // The api request and the vault call it made share a W3C trace id.
     let request_id = created_request_id.as_str();
     let api_line: Value = api

@@ -518,3 +518,25 @@ async fn procedure_13_rotate_a_root_key() {
     );
     assert_eq!(s.api.call(new, "apis.getApi", probe).await.0, 404);
 }
+
+#[tokio::test]
+async fn procedure_17_verify_the_audit_log() {
+    let s = stack().await;
+    let (code, out, err) = s.cli("strongbox-vault", &["audit", "verify"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("audit log intact: ") && out.contains("newest hash "), "{out}");
+    // An entry altered behind the log's back (its guard switched off first) is named.
+    let client = s.vault_db.client().await;
+    client
+        .batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER USER; \
+             UPDATE audit_log SET identity = 'spiffe://elsewhere/operator' WHERE seq = 4; \
+             ALTER TABLE audit_log ENABLE TRIGGER USER;",
+        )
+        .await
+        .unwrap();
+    let (code, out, _) = s.cli("strongbox-vault", &["audit", "verify"], "").await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("BROKEN at entry 4") && out.contains("Entries 1-3 check out"), "{out}");
+    s.all_recover_through(&s.api).await;
+}
