@@ -188,3 +188,35 @@ async fn decrypt_audit_rows_older_than_the_retention_are_purged() {
     assert_eq!(left, ["req_recent", "req_new"]);
     api.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn replicas_appending_at_once_keep_one_unbroken_chain() {
+    let db = TestDb::new().await;
+    let first = spawn_vault(&db, &[]).await;
+    first.initialize().await;
+    let second = strongbox_tests::spawn_vault_with(&db, first.pki.clone(), &[]).await;
+    assert_eq!(second.unlock(strongbox_tests::SERVER_KEY).await.0, 200);
+    let client = db.client().await;
+    let count = || async {
+        client.query_one("SELECT count(*) FROM audit_log", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let before = count().await;
+    let calls = 40;
+    let mut tasks = Vec::new();
+    for i in 0..calls {
+        let replica = if i % 2 == 0 { &first } else { &second };
+        tasks.push(replica.post(
+            "api",
+            "/v1/encrypt",
+            json!({"keyring": format!("ws_{}", i % 3), "items": [{"plaintext": "c2VjcmV0", "context": "ctx"}]}),
+        ));
+    }
+    for (status, body) in futures_util::future::join_all(tasks).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(count().await - before, calls);
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!((code, verdict["result"].as_str()), (0, Some("intact")), "{verdict}");
+    first.shutdown.cancel();
+    second.shutdown.cancel();
+}

@@ -5,9 +5,10 @@
 //! removing or reordering a stored entry breaks the chain from that entry on, and
 //! `strongbox-vault audit verify` reports where. Plaintext and ciphertext never go in it.
 //!
-//! Replicas share the chain: a writer appends under a transaction-scoped advisory lock. Each
-//! replica's writer takes every entry waiting at that moment in one transaction (group commit),
-//! so the chain costs one round of locking per batch, not per call. A call is answered only after
+//! Replicas share the chain. Each replica's writer takes every entry waiting at that moment and
+//! appends them in one statement (group commit) at the positions after the newest entry it knows;
+//! the primary key makes a concurrent append by another replica fail as a duplicate, and the
+//! writer then re-reads the newest entry and tries again. A call is answered only after
 //! its entry is stored: if the log cannot be written, the caller gets 503 and no result.
 
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,6 @@ use aws_lc_rs::digest;
 use deadpool_postgres::Pool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-
-/// Transaction advisory lock that serialises appends across replicas.
-const CHAIN_LOCK: i64 = 0x5342_5641_5544_4954; // "SBVAUDIT"
 
 /// The identity of changes a replica makes on its own schedule (`[rotation]`).
 pub const SCHEDULER: &str = "strongbox-vault/scheduler";
@@ -144,11 +142,23 @@ impl AuditLog {
     }
 }
 
+/// The newest entry a writer knows of: its position and hash.
+type Head = (i64, Vec<u8>);
+
+/// Appends that lose to another replica this many times in a row give up (the calls are refused).
+const MAX_ATTEMPTS: usize = 16;
+
+const INSERT: &str = "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash) \
+     SELECT s, $2, i, a, k, n, st, t, p, h \
+     FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[]) \
+       AS u(s, i, a, k, n, st, t, p, h)";
+
 async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sender<bool>)>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut head = None;
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         let (entries, acks): (Vec<Entry>, Vec<oneshot::Sender<bool>>) = batch.drain(..).unzip();
-        let stored = match append(&pool, &entries).await {
+        let stored = match append(&pool, &mut head, &entries).await {
             Ok(()) => true,
             Err(error) => {
                 metrics::counter!("strongbox_vault_audit_write_failures_total").increment(1);
@@ -166,44 +176,59 @@ async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sen
     }
 }
 
-async fn append(pool: &Pool, entries: &[Entry]) -> anyhow::Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK]).await?;
-    let head =
-        tx.query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[]).await?;
-    let (mut seq, mut prev): (i64, Vec<u8>) =
-        head.map(|r| (r.get(0), r.get(1))).unwrap_or((0, vec![0u8; 32]));
+/// Appends `entries` after `head` in one statement. The primary key on `seq` decides between
+/// replicas appending at once: the loser's insert fails as a duplicate, and it re-reads the
+/// head and tries again. A replica that appends alone keeps its head in memory, so an append
+/// is one round trip.
+async fn append(pool: &Pool, head: &mut Option<Head>, entries: &[Entry]) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    let insert = client.prepare_cached(INSERT).await?;
     let now = OffsetDateTime::now_utc();
     // Postgres keeps microseconds; hash what it will give back.
     let at = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)?;
-    let mut columns = Columns::default();
-    for entry in entries {
-        seq += 1;
-        let hash = chain_hash(&prev, seq, at, entry);
-        columns.push(seq, entry, std::mem::replace(&mut prev, hash.to_vec()), hash.to_vec());
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut seq, mut prev) = match head.take() {
+            Some(known) => known,
+            None => client
+                .query_opt("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[])
+                .await?
+                .map_or((0, vec![0u8; 32]), |r| (r.get(0), r.get(1))),
+        };
+        let mut columns = Columns::default();
+        for entry in entries {
+            seq += 1;
+            let hash = chain_hash(&prev, seq, at, entry);
+            columns.push(seq, entry, std::mem::replace(&mut prev, hash.to_vec()), hash.to_vec());
+        }
+        let inserted = client
+            .execute(
+                &insert,
+                &[
+                    &columns.seq,
+                    &at,
+                    &columns.identity,
+                    &columns.action,
+                    &columns.keyring,
+                    &columns.items,
+                    &columns.status,
+                    &columns.trace_id,
+                    &columns.prev_hash,
+                    &columns.hash,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(_) => {
+                *head = Some((seq, prev));
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                // Another replica appended first; `head` is now unknown and is re-read.
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    tx.execute(
-        "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash) \
-         SELECT s, $2, i, a, k, n, st, t, p, h \
-         FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[]) \
-           AS u(s, i, a, k, n, st, t, p, h)",
-        &[
-            &columns.seq,
-            &at,
-            &columns.identity,
-            &columns.action,
-            &columns.keyring,
-            &columns.items,
-            &columns.status,
-            &columns.trace_id,
-            &columns.prev_hash,
-            &columns.hash,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    anyhow::bail!("another replica won the audit log's next position {MAX_ATTEMPTS} times in a row")
 }
 
 #[derive(Default)]
