@@ -82,8 +82,11 @@ pub async fn open(
     key_ids: &[String],
     mode: Mode,
 ) -> Result<HashMap<String, Zeroizing<String>>, ApiError> {
-    let client_db = state.pool.get().await?;
-    let sealed: Vec<Sealed> = encrypted::for_keys(&client_db, key_ids).await?;
+    // No pooled connection is held across the vault call, which may take up to its timeout.
+    let sealed: Vec<Sealed> = {
+        let client = state.pool.get().await?;
+        encrypted::for_keys(&client, key_ids).await?
+    };
     if sealed.is_empty() {
         return Ok(HashMap::new());
     }
@@ -125,6 +128,7 @@ pub async fn open(
     }
     let decrypted: Vec<String> = plaintexts.keys().cloned().collect();
     if !decrypted.is_empty() {
+        let client_db = state.pool.get().await?;
         encrypted::audit(&client_db, workspace_id, root_key_id, &request_id(), &decrypted).await?;
         tracing::info!(keys = decrypted.len(), "decrypted recoverable keys");
     }

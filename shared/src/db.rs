@@ -190,3 +190,32 @@ pub struct MigrationReport {
     /// Migrations this run applied, as `V<version>__<name>`; empty when the schema was current.
     pub applied: Vec<String>,
 }
+
+/// Whether `error`, or anything in its chain of causes, means the database is unreachable,
+/// restarting or out of connections for now (worth a 503 and a retry), rather than a fault in
+/// the request or the code: a pool timeout, a connection that could not open or was closed,
+/// and SQLSTATE classes 08 (connection exception) and 57 (operator intervention, such as a
+/// server shutting down).
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if matches!(
+            e.downcast_ref::<deadpool_postgres::PoolError>(),
+            Some(
+                deadpool_postgres::PoolError::Timeout(_)
+                    | deadpool_postgres::PoolError::Backend(_)
+                    | deadpool_postgres::PoolError::Closed
+            )
+        ) {
+            return true;
+        }
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+            let class = pg.code().map(|c| &c.code()[..2]);
+            if pg.is_closed() || matches!(class, Some("08" | "57")) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
+}

@@ -60,6 +60,12 @@ pub fn record_request(
     status: u16,
     elapsed: Duration,
 ) {
+    // Methods outside the standard set share one label value, so a client cannot grow the
+    // registry by inventing methods; unmatched paths are already `unmatched`.
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "OTHER",
+    };
     let labels = [
         ("service", service.to_owned()),
         ("route", route.to_owned()),
@@ -89,4 +95,22 @@ pub fn record_pool(service: &'static str, pool: &deadpool_postgres::Pool) {
         .set(status.max_size as f64);
     metrics::gauge!("strongbox_db_pool_waiting_requests", "service" => service)
         .set(status.waiting as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_and_paths_do_not_add_series() {
+        install();
+        for method in ["BREW", "WHEN", "PROPFIND"] {
+            record_request("test", "unmatched", method, 404, Duration::from_millis(1));
+        }
+        let text = render();
+        assert!(text.contains("method=\"OTHER\""), "{text}");
+        for method in ["BREW", "WHEN", "PROPFIND"] {
+            assert!(!text.contains(method), "{method} became a label value");
+        }
+    }
 }

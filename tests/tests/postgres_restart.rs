@@ -32,9 +32,17 @@ async fn both_services_recover_from_a_postgres_restart_under_load() {
             (api.clone(), root.clone(), key.clone(), stop.clone(), ok.clone(), failed.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let (status, _) = api.call(&root, "keys.verifyKey", json!({"key": key})).await;
+                let (status, body) = api.call(&root, "keys.verifyKey", json!({"key": key})).await;
                 let counter = if status == 200 { &ok } else { &failed };
                 counter.fetch_add(1, Ordering::Relaxed);
+                // A failure while the server restarts is a retryable 503, never a 500.
+                if status != 200 {
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (503, Some("DATABASE_UNAVAILABLE")),
+                        "{body}"
+                    );
+                }
             }
         })
     };

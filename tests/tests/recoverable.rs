@@ -262,3 +262,45 @@ async fn another_workspace_cannot_decrypt_list_or_detect_and_moved_ciphertexts_d
     );
     assert_eq!(s.get_plaintext(&key_a).await.0, 200, "the original is untouched");
 }
+
+/// A request holds at most one pooled connection at a time: with a pool of one, every decrypting
+/// call still answers (holding one connection while waiting for a second would time out).
+#[tokio::test]
+async fn decrypting_calls_need_only_one_pooled_connection() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    vault.initialize().await;
+    let api = spawn_api_with_vault(
+        &api_db,
+        &vault,
+        &[
+            ("STRONGBOX_API__DATABASE__MAX_CONNECTIONS", "1"),
+            ("STRONGBOX_API__DATABASE__ACQUIRE_TIMEOUT_MS", "2000"),
+            ("STRONGBOX_API__AUDIT__DECRYPT_RETENTION_DAYS", "0"),
+        ],
+    )
+    .await;
+    let root = api.workspace("one-connection").await;
+    let api_id = api.create_api(&root, "one").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let (key_id, key) = api.create_key(&root, &api_id, json!({"recoverable": true})).await;
+    let listed = api.ok(&root, "apis.listKeys", json!({"apiId": api_id, "decrypt": true})).await;
+    assert_eq!(listed[0]["plaintext"], key.as_str());
+    let got = api.ok(&root, "keys.getKey", json!({"keyId": key_id, "decrypt": true})).await;
+    assert_eq!(got["plaintext"], key.as_str());
+    for path in [
+        format!("/v1/keys.getKey?keyId={key_id}&decrypt=true"),
+        format!("/v1/apis.listKeys?apiId={api_id}&decrypt=true"),
+    ] {
+        let response = strongbox_tests::http_client()
+            .get(format!("{}{path}", api.url))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains(&key), "{path}: {body}");
+    }
+}

@@ -96,6 +96,9 @@ pub enum VaultError {
     /// Stored key material failed to authenticate: tampering or corruption.
     #[error("stored key material failed an integrity check")]
     Integrity,
+    /// The database is unreachable, restarting or out of connections for now.
+    #[error("the vault database is not answering right now; retry shortly")]
+    DatabaseUnavailable,
     /// The audit log could not be written, so the call's result is withheld.
     #[error("the audit log cannot be written; the call's result is withheld")]
     AuditUnavailable,
@@ -130,6 +133,7 @@ impl VaultError {
             E::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             E::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, "INTEGRITY_ERROR"),
             E::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
+            E::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -137,12 +141,20 @@ impl VaultError {
 
 impl From<tokio_postgres::Error> for VaultError {
     fn from(error: tokio_postgres::Error) -> Self {
+        if strongbox_shared::db::is_unavailable(&error) {
+            tracing::warn!(%error, "vault database unavailable");
+            return Self::DatabaseUnavailable;
+        }
         Self::Internal(anyhow::Error::new(error).context("vault database"))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for VaultError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
+        if strongbox_shared::db::is_unavailable(&error) {
+            tracing::warn!(%error, "vault database unavailable");
+            return Self::DatabaseUnavailable;
+        }
         Self::Internal(anyhow::Error::new(error).context("vault database pool"))
     }
 }

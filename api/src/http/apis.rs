@@ -183,6 +183,9 @@ pub async fn list_keys(
         limit + 1,
     )
     .await?;
+    // One pooled connection per request at a time: `open` takes its own, and holding this one
+    // meanwhile could leave every request waiting for a second.
+    drop(client);
     let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
     let plaintexts = if decrypt {
         let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();

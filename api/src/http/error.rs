@@ -126,7 +126,16 @@ impl ApiError {
 
 impl<E: Into<anyhow::Error>> From<E> for ApiError {
     fn from(error: E) -> Self {
-        Self::internal(error.into())
+        let error = error.into();
+        if error.chain().any(strongbox_shared::db::is_unavailable) {
+            let mut e = Self::unavailable(
+                "DATABASE_UNAVAILABLE",
+                "the database is not answering right now; retry shortly",
+            );
+            e.source = Some(error);
+            return e;
+        }
+        Self::internal(error)
     }
 }
 

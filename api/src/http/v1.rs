@@ -234,6 +234,8 @@ pub async fn get_key(
         .ok_or_else(|| ApiError::not_found("no such key"))?;
     caller.require(&format!("api.{}.read_key", key.api_id))?;
     let mut body = key_v1(&key);
+    // `open` takes its own pooled connection; never hold two at once.
+    drop(client);
     if q.decrypt == Some(true) {
         caller.require(&format!("api.{}.decrypt_key", key.api_id))?;
         let ids = [key.id.clone()];
@@ -295,6 +297,7 @@ pub async fn list_keys(
         .await
         .map_err(ApiError::from)?
         .get(0);
+    drop(client);
     let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
     let plaintexts = if q.decrypt == Some(true) {
         let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
