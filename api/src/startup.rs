@@ -52,6 +52,7 @@ impl Application {
     /// with [`Application::public_addr`] and [`Application::ops_addr`].
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         strongbox_shared::metrics::install();
+        strongbox_shared::metrics::describe(crate::http::METRICS);
         let report = crate::migrate(&config.database).await?;
         if !report.applied.is_empty() {
             tracing::info!(applied = ?report.applied, "applied migrations");

@@ -40,6 +40,28 @@ pub fn install() {
     if handle().is_none() {
         tracing::warn!("another metrics recorder is installed; /metrics will be empty");
     }
+    describe(&[
+        (
+            "strongbox_http_requests_total",
+            "Requests answered, by route template, method and status.",
+        ),
+        ("strongbox_http_server_errors_total", "Requests answered with a 5xx status."),
+        ("strongbox_http_request_duration_seconds", "Time from request to answer, in seconds."),
+        ("strongbox_db_pool_connections", "Pooled Postgres connections, by state (in_use, idle)."),
+        (
+            "strongbox_db_pool_max_connections",
+            "Most connections the pool opens (database.max_connections).",
+        ),
+        ("strongbox_db_pool_waiting_requests", "Requests waiting for a pooled connection."),
+    ]);
+}
+
+/// Gives metrics their `# HELP` text. (The exporter keeps one description per name, whatever
+/// the metric's kind.)
+pub fn describe(help: &[(&'static str, &'static str)]) {
+    for (name, text) in help {
+        metrics::describe_counter!(*name, *text);
+    }
 }
 
 /// The registry as Prometheus text.

@@ -134,14 +134,22 @@ pub async fn scrape(ops: &str) -> HashMap<String, f64> {
 }
 
 /// Parses Prometheus text exposition: every sample line is `name[{labels}] value`, and every
-/// sample's family was declared by a `# TYPE` line before it.
+/// sample's family was declared by a `# HELP` and a `# TYPE` line before it.
 pub fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     let mut typed: Vec<String> = Vec::new();
+    let mut helped: Vec<String> = Vec::new();
     let mut samples = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            assert!(!help.trim().is_empty(), "empty HELP for {name}");
+            helped.push(name.to_owned());
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split_whitespace();
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(helped.iter().any(|h| h == name), "{name} has no HELP text");
             assert!(
                 ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
                 "bad TYPE line {line:?}"

@@ -275,7 +275,7 @@ async fn decrypting_calls_need_only_one_pooled_connection() {
         &vault,
         &[
             ("STRONGBOX_API__DATABASE__MAX_CONNECTIONS", "1"),
-            ("STRONGBOX_API__DATABASE__ACQUIRE_TIMEOUT_MS", "2000"),
+            ("STRONGBOX_API__DATABASE__ACQUIRE_TIMEOUT_MS", "1000"),
             ("STRONGBOX_API__AUDIT__DECRYPT_RETENTION_DAYS", "0"),
         ],
     )
@@ -303,4 +303,15 @@ async fn decrypting_calls_need_only_one_pooled_connection() {
         assert_eq!(status, 200, "{path}: {body}");
         assert!(body.contains(&key), "{path}: {body}");
     }
+    // With that one connection taken, a call that needs the database waits out the acquire
+    // timeout and answers a retryable 503, not a 500.
+    let held = api.pool.get().await.unwrap();
+    let (status, body) = api.call(&root, "keys.getKey", json!({"keyId": key_id})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("DATABASE_UNAVAILABLE")),
+        "{body}"
+    );
+    drop(held);
+    api.ok(&root, "keys.getKey", json!({"keyId": key_id})).await;
 }

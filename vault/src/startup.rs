@@ -55,6 +55,7 @@ impl Application {
         let files = config.tls.files();
         let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
         strongbox_shared::metrics::install();
+        strongbox_shared::metrics::describe(crate::http::METRICS);
         let pool = strongbox_shared::db::pool(&config.database)?;
         let vault =
             Vault::start(pool, Settings { unlock: config.unlock.clone(), limits: config.limits })

@@ -9,6 +9,8 @@ mod keys;
 mod liveness;
 pub mod openapi;
 mod ops;
+
+pub use ops::METRICS;
 pub mod root_keys;
 mod v1;
 mod verify;

@@ -32,6 +32,41 @@ async fn check_database(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// The api's own metrics and their help text.
+pub const METRICS: &[(&str, &str)] = &[
+    (
+        "strongbox_verify_outcomes_total",
+        "verifyKey outcomes, by code (VALID, NOT_FOUND, RATE_LIMITED, ...).",
+    ),
+    (
+        "strongbox_cache_lookups_total",
+        "Key and root-key cache lookups, by cache and result (hit, miss).",
+    ),
+    ("strongbox_vault_client_calls_total", "Calls to the vault, by route template."),
+    (
+        "strongbox_vault_client_errors_total",
+        "Failed calls to the vault, by route and kind (locked, unavailable, refused, ...).",
+    ),
+    (
+        "strongbox_vault_client_breaker_state",
+        "The vault client's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    ),
+    (
+        "strongbox_rewrap_rows_done",
+        "Stored keys moved to their keyring's target DEK version by the rewrap job.",
+    ),
+    ("strongbox_rewrap_rows_failed", "Stored keys the vault could not rewrap."),
+    (
+        "strongbox_rewrap_rows_remaining",
+        "Stored keys still below their keyring's target DEK version.",
+    ),
+    ("strongbox_rewrap_running", "1 while a rewrap holds its lock."),
+    (
+        "strongbox_api_metrics_database_up",
+        "1 when the api database answered this scrape's queries.",
+    ),
+];
+
 /// `GET /metrics` (Prometheus text): the request, verify, cache and vault-client metrics recorded
 /// as calls are served, plus the pool and the rewrap job's progress read at scrape time. No
 /// metric carries a workspace, key or root-key label.

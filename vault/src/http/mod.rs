@@ -15,6 +15,8 @@ use serde_json::json;
 
 use crate::startup::AppState;
 
+pub use ops::METRICS;
+
 /// Routes of the mTLS listener. Each handler checks the caller's role first; the service then
 /// refuses with `VAULT_LOCKED` anything that needs keys while this replica is locked.
 pub fn main_router(state: AppState) -> Router {

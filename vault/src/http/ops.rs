@@ -40,6 +40,33 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     }
 }
 
+/// The vault's own metrics and their help text.
+pub const METRICS: &[(&str, &str)] = &[
+    ("strongbox_vault_initialized", "1 when a root record exists."),
+    ("strongbox_vault_unlocked", "1 while this replica is unlocked."),
+    ("strongbox_vault_kek_version", "The newest KEK version."),
+    ("strongbox_vault_keyrings", "Keyrings not crypto-shredded."),
+    (
+        "strongbox_vault_dek_versions",
+        "DEK versions of live keyrings, by state: active (decrypts) or retired (below min_decryption_version).",
+    ),
+    ("strongbox_vault_dek_encryptions_highest", "Encryptions leased by the busiest current DEK."),
+    (
+        "strongbox_vault_dek_encryption_budget",
+        "Encryptions one DEK may perform before it rotates itself (2^31).",
+    ),
+    ("strongbox_vault_unlock_failures_total", "Refused unlocks, by reason (wrong_key, throttled)."),
+    ("strongbox_vault_audit_entries_total", "Entries this replica appended to the audit log."),
+    (
+        "strongbox_vault_audit_write_failures_total",
+        "Audit log writes that failed; their calls were refused with 503.",
+    ),
+    (
+        "strongbox_vault_metrics_database_up",
+        "1 when the vault database answered this scrape's queries.",
+    ),
+];
+
 /// `GET /metrics` (Prometheus text): the request metrics recorded as calls are answered, plus
 /// the key hierarchy's state read at scrape time. Counts are summed over keyrings: no metric
 /// names a keyring or workspace.
