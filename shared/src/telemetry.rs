@@ -18,6 +18,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -161,9 +162,16 @@ pub fn init_with_traces(
         ))))
         .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
         .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    // `log.filter` governs the log lines only: quieter logs must not switch tracing off. Spans
+    // and events of our own crates at INFO and above become spans and span events.
+    let traced = tracing_subscriber::filter::Targets::new()
+        .with_target("strongbox_api", tracing::Level::INFO)
+        .with_target("strongbox_vault", tracing::Level::INFO)
+        .with_target("strongbox_shared", tracing::Level::INFO);
+    let layer =
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service)).with_filter(traced);
     let installed =
-        tracing_subscriber::registry().with(json_logs()).with(layer).with(filter).try_init();
+        tracing_subscriber::registry().with(json_logs().with_filter(filter)).with(layer).try_init();
     // A subscriber installed earlier in this process (tests) wins; its spans are not exported.
     Ok(Tracing { provider: installed.is_ok().then_some(provider) })
 }

@@ -13,13 +13,19 @@ use strongbox_tests::{SERVER_KEY, send};
 async fn one_trace_spans_an_api_request_and_its_vault_call_and_no_secret_is_exported() {
     let mut receiver = OtlpReceiver::start().await;
     // The api finds the collector through the standard variable, the vault through its option.
+    // Both log their requests only at warn: a quiet log filter must not switch tracing off.
     let mut stack = Stack::start(
         &[
             ("STRONGBOX_VAULT__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint.as_str()),
+            ("STRONGBOX_VAULT__LOG__FILTER", "info,strongbox_vault::http=warn"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+            (
+                "STRONGBOX_API__LOG__FILTER",
+                "info,strongbox_api::http=warn,strongbox_api::vault_client=warn",
+            ),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     )
