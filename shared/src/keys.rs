@@ -57,7 +57,7 @@ pub fn new_customer_key(prefix: Option<&str>, byte_length: usize) -> Result<Stri
 pub fn new_root_key() -> Result<String, KeyError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|_| KeyError::Random)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::id::hex(&bytes);
     bytes.fill(0);
     Ok(format!("{ROOT_KEY_PREFIX}{hex}"))
 }

@@ -1,5 +1,6 @@
 //! Code shared by the Strongbox api and vault services: typed configuration loading, Postgres
-//! pools and migrations, logging and signal handling. It holds no HTTP server code; each service
+//! pools (optionally over verified TLS) and migrations, logs, traces and metrics, and signal
+//! handling. It holds no HTTP server code; each service
 //! owns its routes.
 
 pub mod config;

@@ -84,15 +84,22 @@ pub fn record_request(
 ) {
     // Methods outside the standard set share one label value, so a client cannot grow the
     // registry by inventing methods; unmatched paths are already `unmatched`.
-    let method = match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+    let method: &'static str = match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
         _ => "OTHER",
     };
-    let labels = [
-        ("service", service.to_owned()),
-        ("route", route.to_owned()),
-        ("method", method.to_owned()),
-        ("status", status.to_string()),
+    // Static label values are borrowed, not copied, on this per-request path.
+    let labels: [(&'static str, metrics::SharedString); 4] = [
+        ("service", service.into()),
+        ("route", route.to_owned().into()),
+        ("method", method.into()),
+        ("status", status.to_string().into()),
     ];
     metrics::counter!("strongbox_http_requests_total", &labels).increment(1);
     if status >= 500 {

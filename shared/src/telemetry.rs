@@ -241,9 +241,53 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     })
 }
 
+/// The trace id of a valid W3C `traceparent` in `headers` (`00-<32 hex>-<16 hex>-<2 hex>`,
+/// lower case, not all zeros): for log lines to join up when spans are not exported.
+pub fn incoming_trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    (version == "00" && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && trace != "0".repeat(32))
+        .then(|| trace.to_owned())
+}
+
 /// The trace id of `span`, when spans are being exported.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_header(value: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_valid_incoming_traceparent_is_joined_and_an_invalid_one_ignored() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            incoming_trace_id(&with_header(&format!("00-{trace}-00f067aa0ba902b7-01"))).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(incoming_trace_id(&with_header(bad)), None, "{bad}");
+        }
+        assert_eq!(incoming_trace_id(&http::HeaderMap::new()), None);
+    }
 }

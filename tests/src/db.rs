@@ -45,6 +45,19 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// The first column of the one row `sql` returns, over a fresh connection.
+    pub async fn one<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        let row = self.client().await.query_one(sql, params).await;
+        row.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    }
+
     /// Drops the database now, terminating its connections, as an outage would.
     pub async fn drop_now(&self) {
         let admin = connect(&self.admin_url).await;

@@ -88,12 +88,8 @@ async fn one_trace_spans_an_api_request_and_its_vault_call_and_no_secret_is_expo
         .await;
     let ciphertext: String = stack
         .api_db
-        .client()
-        .await
-        .query_one("SELECT ciphertext FROM encrypted_keys WHERE key_id = $1", &[&key_id])
-        .await
-        .unwrap()
-        .get(0);
+        .one("SELECT ciphertext FROM encrypted_keys WHERE key_id = $1", &[&key_id])
+        .await;
     stack.stop().await;
     let bodies = receiver.bodies();
     assert!(!bodies.is_empty());
@@ -234,14 +230,8 @@ async fn both_ops_ports_serve_prometheus_metrics_that_move_with_traffic() {
     assert!(value(&vault, "strongbox_db_pool_max_connections{service=\"vault\"}") >= 1.0);
 
     // No workspace, key, keyring or root-key label anywhere.
-    let workspace: String = stack
-        .api_db
-        .client()
-        .await
-        .query_one("SELECT workspace_id FROM keys WHERE id = $1", &[&key_id])
-        .await
-        .unwrap()
-        .get(0);
+    let workspace: String =
+        stack.api_db.one("SELECT workspace_id FROM keys WHERE id = $1", &[&key_id]).await;
     for samples in [&api, &vault] {
         for series in samples.keys() {
             for id in [key_id.as_str(), workspace.as_str(), key.as_str(), stack.root_key.as_str()] {

@@ -295,7 +295,7 @@ pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
             )
             .await?;
         if rows.is_empty() {
-            let head = (expected_seq > 1).then(|| hex(&prev));
+            let head = (expected_seq > 1).then(|| strongbox_shared::id::hex(&prev));
             return Ok(Verdict::Intact { entries: expected_seq - 1, head });
         }
         for row in rows {
@@ -337,10 +337,6 @@ pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
             expected_seq += 1;
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -38,20 +38,7 @@ fn random_hex(bytes: usize) -> String {
     // An all-zero id is invalid in W3C trace context; a failed random source yields one, and
     // the receiver then starts its own trace, which is harmless.
     let _ = getrandom::fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The trace id of a valid incoming `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-fn incoming_trace_id(request: &Request) -> Option<String> {
-    let value = request.headers().get("traceparent")?.to_str().ok()?;
-    let mut parts = value.split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    (version == "00" && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && trace != "0".repeat(32))
-        .then(|| trace.to_owned())
+    strongbox_shared::id::hex(&buf)
 }
 
 /// Gives every request an id and a span (joined to the caller's trace when it sent a valid
@@ -81,7 +68,7 @@ pub async fn with_request_id(request: Request, next: Next) -> Response {
     // The exported span's trace id when tracing is on; otherwise the caller's, or a new one,
     // so logs of the api and the vault still join up.
     let trace_id = strongbox_shared::telemetry::trace_id(&span)
-        .or_else(|| incoming_trace_id(&request))
+        .or_else(|| strongbox_shared::telemetry::incoming_trace_id(request.headers()))
         .unwrap_or_else(|| random_hex(16));
     span.record("trace_id", trace_id.as_str());
     let context = RequestContext { id, trace_id };
@@ -155,29 +142,8 @@ impl<T: Serialize> IntoResponse for Page<T> {
 mod tests {
     use super::*;
 
-    fn with_header(value: &str) -> Request {
-        axum::http::Request::builder()
-            .header("traceparent", value)
-            .body(axum::body::Body::empty())
-            .unwrap()
-    }
-
     #[test]
-    fn a_valid_incoming_traceparent_is_joined_and_an_invalid_one_ignored() {
-        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(
-            incoming_trace_id(&with_header(&format!("00-{trace}-00f067aa0ba902b7-01"))).as_deref(),
-            Some(trace)
-        );
-        for bad in [
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f35-00f067aa0ba902b7-01",
-            "garbage",
-        ] {
-            assert_eq!(incoming_trace_id(&with_header(bad)), None, "{bad}");
-        }
+    fn an_outgoing_traceparent_without_exported_spans_is_well_formed() {
         let out = outgoing_traceparent(&tracing::Span::none());
         assert_eq!(out.split('-').map(str::len).collect::<Vec<_>>(), vec![2, 32, 16, 2], "{out}");
     }

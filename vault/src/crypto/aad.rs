@@ -81,7 +81,7 @@ fn push_field(out: &mut Vec<u8>, field: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::tests::hex;
+    use strongbox_shared::id::hex;
 
     #[test]
     fn fields_cannot_run_into_each_other() {

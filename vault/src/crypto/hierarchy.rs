@@ -158,7 +158,7 @@ pub fn unwrap_dek(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::tests::hex;
+    use strongbox_shared::id::hex;
 
     /// Cheap parameters: the hierarchy logic does not depend on the cost.
     const FAST: Argon2Params = Argon2Params { m_kib: 64, t: 1, p: 1 };

@@ -147,6 +147,8 @@ impl SecretKey {
 
 #[cfg(test)]
 mod tests {
+    use strongbox_shared::id::hex;
+
     use super::*;
 
     fn key(byte: u8) -> SecretKey {
@@ -208,9 +210,5 @@ mod tests {
             kek.unwrap_key(b"dek/a/1", &other_version),
             Err(CryptoError::Malformed(_))
         ));
-    }
-
-    pub(crate) fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

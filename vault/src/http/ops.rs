@@ -55,7 +55,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "strongbox_vault_dek_encryption_budget",
         "Encryptions one DEK may perform before it rotates itself (2^31).",
     ),
-    ("strongbox_vault_unlock_failures_total", "Refused unlocks, by reason (wrong_key, throttled)."),
+    (
+        "strongbox_vault_unlock_failures_total",
+        "Refused server keys at unlock or rekey, by reason (wrong_key, throttled).",
+    ),
     ("strongbox_vault_audit_entries_total", "Entries this replica appended to the audit log."),
     (
         "strongbox_vault_audit_write_failures_total",

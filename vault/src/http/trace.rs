@@ -42,7 +42,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     );
     strongbox_shared::telemetry::set_remote_parent(&span, request.headers());
     let trace_id = strongbox_shared::telemetry::trace_id(&span)
-        .or_else(|| incoming_trace_id(&request))
+        .or_else(|| strongbox_shared::telemetry::incoming_trace_id(request.headers()))
         .unwrap_or_default();
     let (response, note) = crate::audit::noting(next.run(request)).instrument(span.clone()).await;
     let keyring = note.keyring.or(path_keyring);
@@ -71,15 +71,4 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     );
     span.in_scope(|| tracing::info!(%method, route, status, trace_id, "request"));
     response
-}
-
-/// The trace id of the caller's `traceparent`, for logs when spans are not exported.
-fn incoming_trace_id(request: &Request) -> Option<String> {
-    request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
 }

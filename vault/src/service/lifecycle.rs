@@ -122,34 +122,7 @@ impl Vault {
         identity: &str,
         ip: IpAddr,
     ) -> Result<(), VaultError> {
-        if let Err(refused) = self.throttle.check(identity, ip) {
-            metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => "throttled")
-                .increment(1);
-            return Err(refused);
-        }
-        let client = self.pool.get().await?;
-        let Some(record) = store::root(&client).await? else {
-            return Err(VaultError::NotInitialized);
-        };
-        drop(client);
-        let unlock = self.derive(key, record.params, record.salt.clone()).await?;
-        let root = match hierarchy::open_root(
-            &unlock,
-            record.params,
-            &record.salt,
-            &record.sealed_root,
-        ) {
-            Ok(root) => root,
-            Err(crate::crypto::CryptoError::Authentication) => {
-                self.throttle.failure(identity, ip);
-                metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => "wrong_key")
-                    .increment(1);
-                tracing::warn!(identity, %ip, "unlock with a wrong server key");
-                return Err(VaultError::WrongKey);
-            }
-            Err(other) => return Err(other.into()),
-        };
-        self.throttle.success(identity, ip);
+        let (record, unlock, root) = self.open_root_with(key, identity, ip).await?;
         let keys = UnlockedKeys::new(
             &root,
             record.root_version,
@@ -164,6 +137,42 @@ impl Vault {
         self.set_state(State::Unlocked(Arc::new(keys)));
         tracing::info!(identity, root_version = record.root_version, "vault unlocked");
         Ok(())
+    }
+
+    /// Opens the root record with a server key an operator presented (to unlock or to rekey):
+    /// repeated wrong keys from one client are slowed down, and every refusal is counted and a
+    /// wrong key logged. Returns the record, the unlock key derived and the root key.
+    async fn open_root_with(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<(RootRow, SecretKey, SecretKey), VaultError> {
+        let refused = |reason: &'static str| {
+            metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => reason)
+                .increment(1);
+        };
+        if let Err(throttled) = self.throttle.check(identity, ip) {
+            refused("throttled");
+            return Err(throttled);
+        }
+        let client = self.pool.get().await?;
+        let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
+        drop(client);
+        let unlock = self.derive(key, record.params, record.salt.clone()).await?;
+        match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
+            Ok(root) => {
+                self.throttle.success(identity, ip);
+                Ok((record, unlock, root))
+            }
+            Err(crate::crypto::CryptoError::Authentication) => {
+                self.throttle.failure(identity, ip);
+                refused("wrong_key");
+                tracing::warn!(identity, %ip, "a wrong server key was presented");
+                Err(VaultError::WrongKey)
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Drops this replica's keys.
@@ -188,25 +197,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         self.keys()?;
         check_strength(&new)?;
-        self.throttle.check(identity, ip)?;
-        let client = self.pool.get().await?;
-        let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
-        drop(client);
-        let old_unlock = self.derive(current, record.params, record.salt.clone()).await?;
-        let root = match hierarchy::open_root(
-            &old_unlock,
-            record.params,
-            &record.salt,
-            &record.sealed_root,
-        ) {
-            Ok(root) => root,
-            Err(crate::crypto::CryptoError::Authentication) => {
-                self.throttle.failure(identity, ip);
-                return Err(VaultError::WrongKey);
-            }
-            Err(other) => return Err(other.into()),
-        };
-        self.throttle.success(identity, ip);
+        let (record, _, root) = self.open_root_with(current, identity, ip).await?;
         let params = self.settings.unlock.argon2;
         let salt = hierarchy::new_salt()?.to_vec();
         let unlock = self.derive(new, params, salt.clone()).await?;
