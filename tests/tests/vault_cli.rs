@@ -138,6 +138,16 @@ async fn cli_errors_say_what_to_do_next() {
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("STRONGBOX_VAULT_URL"), "{}", missing.stderr);
 
+    // A mistyped command line exits 1: exit 2 means "locked" to `status` and "broken" to
+    // `audit verify`, and a script must not read a typo as either. Help exits 0.
+    let typo = cli(None, &["audit", "verify", "--output", "yaml"], "").await;
+    assert_eq!(typo.code, 1, "{}", typo.stderr);
+    assert!(typo.stderr.contains("possible values: text, json"), "{}", typo.stderr);
+    assert_eq!(cli(None, &["stauts"], "").await.code, 1);
+    let help = cli(None, &["audit", "verify", "--help"], "").await;
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    assert!(help.stdout.contains("2 broken"), "{}", help.stdout);
+
     let db = TestDb::new().await;
     let vault = spawn_vault(&db, &[]).await;
     let weak = cli(at(&vault), &["initialize", "--key-stdin"], "short\n").await;

@@ -6,5 +6,13 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    strongbox_vault::cli::Cli::parse().run().await
+    match strongbox_vault::cli::Cli::try_parse() {
+        Ok(cli) => cli.run().await,
+        Err(usage) => {
+            let _stderr_gone = usage.print();
+            // Exit 2 means something to scripts (`status`: locked; `audit verify`: broken), so a
+            // mistyped command line exits 1, as any other failure, never 2. Help and version: 0.
+            if usage.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+    }
 }
