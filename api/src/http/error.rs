@@ -77,7 +77,7 @@ impl ApiError {
         Self::new(StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED", detail)
     }
 
-    /// 503 with `code` (`VAULT_LOCKED`, `VAULT_UNAVAILABLE`).
+    /// 503 with `code` (`VAULT_LOCKED`, `VAULT_UNAVAILABLE`, `DATABASE_UNAVAILABLE`).
     pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
