@@ -10,17 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::GenericClient;
 use futures_util::StreamExt as _;
 use strongbox_shared::db::DatabaseConfig;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::keys::Key;
-use crate::store::root_keys::RootKey;
-
-/// Channel of the api's change notifications.
-pub const CHANNEL: &str = "strongbox_api";
+use crate::domain::keys::Key;
+use crate::domain::root_keys::RootKey;
+use crate::store::notify::CHANNEL;
 
 struct Entry<T> {
     value: Arc<T>,
@@ -143,30 +140,6 @@ impl Cache {
             self.clear();
         }
     }
-}
-
-/// Tells every replica that these keys changed; delivered when the transaction commits.
-pub async fn announce_keys(
-    c: &impl GenericClient,
-    ids: &[String],
-) -> Result<(), tokio_postgres::Error> {
-    if !ids.is_empty() {
-        c.execute(
-            "SELECT pg_notify($1, 'key:' || id) FROM unnest($2::text[]) AS id",
-            &[&CHANNEL, &ids],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Tells every replica that a root key changed.
-pub async fn announce_root_key(
-    c: &impl GenericClient,
-    id: &str,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute("SELECT pg_notify($1, 'root_key:' || $2::text)", &[&CHANNEL, &id]).await?;
-    Ok(())
 }
 
 /// Keeps `cache` exact until `stop` is cancelled.

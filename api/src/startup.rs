@@ -13,26 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::ApiConfig;
-use crate::http;
-use crate::ratelimit::Limiter;
-use crate::verify::Touches;
-
-/// State shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// The api database.
-    pub pool: Pool,
-    /// Key and root-key lookups.
-    pub cache: Arc<Cache>,
-    /// Per-replica rate-limit counters.
-    pub limiter: Arc<Limiter>,
-    /// Pending `last_used_at` writes.
-    pub touches: Arc<Touches>,
-    /// The served OpenAPI document.
-    pub spec: Arc<utoipa::openapi::OpenApi>,
-    /// The vault, when configured.
-    pub vault: Option<Arc<crate::vault_client::VaultClient>>,
-}
+use crate::http::{self, AppState};
+use crate::service::Service;
 
 /// A built api: migrated database, bound listeners, not yet serving.
 pub struct Application {
@@ -78,18 +60,18 @@ impl Application {
             public,
             ops,
             state: AppState {
-                pool,
-                cache: Cache::new(Duration::from_secs(config.cache.ttl_seconds)),
-                limiter: Arc::new(Limiter::default()),
-                touches: Arc::new(Touches::default()),
+                service: Service::new(
+                    pool,
+                    Cache::new(Duration::from_secs(config.cache.ttl_seconds)),
+                    match &config.vault {
+                        Some(v) => Some(Arc::new(
+                            crate::vault_client::VaultClient::new(v)
+                                .context("configuring the vault client")?,
+                        )),
+                        None => None,
+                    },
+                ),
                 spec: Arc::new(http::documented_routes().1),
-                vault: match &config.vault {
-                    Some(v) => Some(Arc::new(
-                        crate::vault_client::VaultClient::new(v)
-                            .context("configuring the vault client")?,
-                    )),
-                    None => None,
-                },
             },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
@@ -108,7 +90,7 @@ impl Application {
 
     /// The database pool the handlers use.
     pub fn pool(&self) -> &Pool {
-        &self.state.pool
+        self.state.service.pool()
     }
 
     /// Cancelling this token stops the service gracefully: both listeners stop accepting,
@@ -117,18 +99,17 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token is cancelled and in-flight requests have finished.
+    /// Serves until the shutdown token is cancelled and in-flight requests have finished, or
+    /// until `server.shutdown_grace_seconds` after the cancel, whichever comes first: a stuck
+    /// request (a database that stopped answering, say) is cut off, never waited for.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.shutdown;
-        crate::cache::spawn_listener(
-            self.state.cache.clone(),
-            self.database.clone(),
-            token.clone(),
-        );
-        if let Some(vault) = &self.state.vault {
+        let service = self.state.service.clone();
+        crate::cache::spawn_listener(service.cache().clone(), self.database.clone(), token.clone());
+        if let Some(vault) = service.vault() {
             vault.spawn_reloader(token.clone());
             if self.rewrap.interval_ms > 0 {
-                crate::rewrap::spawn_background(
+                crate::service::rewrap::spawn_background(
                     self.database.clone(),
                     vault.clone(),
                     Duration::from_millis(self.rewrap.interval_ms),
@@ -138,16 +119,15 @@ impl Application {
             }
         }
         if self.audit.decrypt_retention_days > 0 {
-            crate::store::encrypted::spawn_purge(
-                self.state.pool.clone(),
-                self.audit,
-                token.clone(),
-            );
+            service.spawn_audit_purge(self.audit, token.clone());
         }
-        let flusher = self.state.touches.clone().spawn_flusher(
-            self.state.pool.clone(),
+        // Usage is flushed until the servers have stopped, then once more within what is left
+        // of the grace period.
+        let flush_stop = CancellationToken::new();
+        let flusher = service.touches().clone().spawn_flusher(
+            service.pool().clone(),
             self.flush_every,
-            token.clone(),
+            flush_stop.clone(),
         );
         let public = axum::serve(self.public, http::public_router(self.state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
@@ -157,10 +137,12 @@ impl Application {
             .into_future();
         let servers = async { tokio::try_join!(public, ops) };
         tokio::pin!(servers);
+        let mut deadline = None;
         let served = tokio::select! {
             result = &mut servers => result.map(drop),
             () = token.cancelled() => {
                 tracing::info!("shutting down; waiting for in-flight requests");
+                deadline = Some(tokio::time::Instant::now() + self.grace);
                 match tokio::time::timeout(self.grace, &mut servers).await {
                     Ok(result) => result.map(drop),
                     Err(_) => {
@@ -173,9 +155,24 @@ impl Application {
                 }
             }
         };
-        // Usage recorded so far is written before the pool closes.
-        let _ = flusher.await;
-        self.state.pool.close();
+        flush_stop.cancel();
+        let left = deadline.map_or(self.grace, |d| d - tokio::time::Instant::now().min(d));
+        let (touches, pool) = (service.touches().clone(), service.pool().clone());
+        let last_flush = async move {
+            let _ = flusher.await;
+            touches.flush(&pool).await
+        };
+        match tokio::time::timeout(left, last_flush).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = format!("{:#}", anyhow::Error::new(error)),
+                "could not record key usage at shutdown"
+            ),
+            Err(_) => tracing::warn!(
+                "recording key usage at shutdown outlived the grace period; last-used times since the previous write are lost"
+            ),
+        }
+        service.pool().close();
         served.context("serving HTTP")?;
         tracing::info!("stopped");
         Ok(())

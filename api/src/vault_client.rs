@@ -261,7 +261,7 @@ impl VaultClient {
                 .http
                 .current()
                 .post(format!("{}{path}", self.base))
-                .header("traceparent", crate::http::envelope::outgoing_traceparent(span))
+                .header("traceparent", crate::context::outgoing_traceparent(span))
                 .json(body);
             match request.send().await {
                 Ok(response) => {
@@ -350,7 +350,7 @@ impl VaultClient {
             .http
             .current()
             .get(format!("{}/v1/keyrings/{keyring}", self.base))
-            .header("traceparent", crate::http::envelope::outgoing_traceparent(span))
+            .header("traceparent", crate::context::outgoing_traceparent(span))
             .send()
             .await;
         let answer = match response {

@@ -1,11 +1,5 @@
-//! The vault's errors, each with an HTTP status and a stable code (`{"error":{"code","message"}}`).
-
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-/// Header set on every 503 caused by a locked vault.
-pub const LOCKED_HEADER: &str = "x-strongbox-locked";
+//! The vault's errors. They name no transport: the HTTP edge gives each a status and a stable
+//! code (`{"error":{"code","message"}}`), so the service layer stays free of the web framework.
 
 /// Everything a vault call can fail with. Messages never carry keys, plaintexts or ciphertexts.
 #[derive(Debug, thiserror::Error)]
@@ -107,38 +101,6 @@ pub enum VaultError {
     Internal(#[source] anyhow::Error),
 }
 
-impl VaultError {
-    /// HTTP status and stable code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        use VaultError as E;
-        match self {
-            E::Locked => (StatusCode::SERVICE_UNAVAILABLE, "VAULT_LOCKED"),
-            E::NotInitialized => (StatusCode::CONFLICT, "NOT_INITIALIZED"),
-            E::AlreadyInitialized => (StatusCode::CONFLICT, "ALREADY_INITIALIZED"),
-            E::WrongKey => (StatusCode::FORBIDDEN, "WRONG_KEY"),
-            E::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_ATTEMPTS"),
-            E::WeakKey { .. } => (StatusCode::BAD_REQUEST, "WEAK_KEY"),
-            E::Forbidden { .. } => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            E::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
-            E::InvalidKeyring => (StatusCode::BAD_REQUEST, "INVALID_KEYRING"),
-            E::InvalidContext { .. } => (StatusCode::BAD_REQUEST, "INVALID_CONTEXT"),
-            E::InvalidPlaintext { .. } => (StatusCode::BAD_REQUEST, "INVALID_PLAINTEXT"),
-            E::PlaintextTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PLAINTEXT_TOO_LARGE"),
-            E::TooManyItems { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_ITEMS"),
-            E::NoItems => (StatusCode::BAD_REQUEST, "NO_ITEMS"),
-            E::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
-            E::KeyringNotFound => (StatusCode::NOT_FOUND, "KEYRING_NOT_FOUND"),
-            E::KeyringDeleted => (StatusCode::GONE, "KEYRING_DELETED"),
-            E::InvalidVersion(_) => (StatusCode::BAD_REQUEST, "INVALID_VERSION"),
-            E::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
-            E::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, "INTEGRITY_ERROR"),
-            E::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
-            E::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
-            E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
-        }
-    }
-}
-
 impl From<tokio_postgres::Error> for VaultError {
     fn from(error: tokio_postgres::Error) -> Self {
         if strongbox_shared::db::is_unavailable(&error) {
@@ -165,34 +127,5 @@ impl From<crate::crypto::CryptoError> for VaultError {
             crate::crypto::CryptoError::Authentication => Self::Integrity,
             other => Self::Internal(anyhow::Error::new(other)),
         }
-    }
-}
-
-impl IntoResponse for VaultError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        match &self {
-            Self::Internal(error) => {
-                tracing::error!(code, error = format!("{error:#}"), "vault request failed");
-            }
-            Self::Integrity => {
-                tracing::error!(code, "stored key material failed authentication");
-            }
-            _ => {}
-        }
-        let body = axum::Json(json!({"error": {"code": code, "message": self.to_string()}}));
-        let mut response = (status, body).into_response();
-        match &self {
-            Self::Locked => {
-                response.headers_mut().insert(LOCKED_HEADER, HeaderValue::from_static("true"));
-            }
-            Self::TooManyAttempts { retry_after_seconds } => {
-                if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-                }
-            }
-            _ => {}
-        }
-        response
     }
 }

@@ -15,18 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::VaultConfig;
-use crate::http;
+use crate::http::{self, AppState};
 use crate::service::{Settings, Vault};
 use crate::tls_listener::{self, ListenerSettings};
-
-/// State shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// This replica.
-    pub vault: Arc<Vault>,
-    /// Where every call on the mTLS listener is recorded before it is answered.
-    pub audit: Arc<crate::audit::AuditLog>,
-}
 
 /// A built vault: migrated database, loaded TLS material, bound listeners, not yet serving.
 pub struct Application {

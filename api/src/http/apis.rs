@@ -5,13 +5,14 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::auth::Caller;
 use super::envelope::{Data, Page};
 use super::error::ApiError;
 use super::extract::Body;
 use super::views::key_data;
-use crate::startup::AppState;
-use crate::store::{apis, keys};
+use crate::domain::apis::ApiPatch;
+use crate::service::apis::ListKeys as ListKeysAsk;
 
 /// `{"name"}`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,21 +53,6 @@ pub struct ListKeys {
     decrypt: Option<bool>,
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > 255 {
-        return Err(ApiError::invalid("INVALID_NAME", "name", "name must be 1-255 characters"));
-    }
-    Ok(())
-}
-
-/// Loads an API of the caller's workspace: 404 for missing or foreign ones.
-pub async fn load(state: &AppState, caller: &Caller, api_id: &str) -> Result<apis::Api, ApiError> {
-    let client = state.pool.get().await?;
-    apis::get(&client, &caller.workspace_id, api_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("API {api_id} does not exist")))
-}
-
 /// `POST /v2/apis.createApi`.
 #[utoipa::path(post, path = "/v2/apis.createApi", tag = "apis", request_body = CreateApi,
     responses((status = 200, description = "Creates an API. data: {apiId}.", body = super::openapi::SuccessResponse),
@@ -75,19 +61,11 @@ pub async fn load(state: &AppState, caller: &Caller, api_id: &str) -> Result<api
     security(("rootKey" = [])))]
 pub async fn create_api(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<CreateApi>,
 ) -> Result<Data<Value>, ApiError> {
-    caller.require("api.*.create_api")?;
-    check_name(&body.name)?;
-    let api = apis::Api {
-        id: strongbox_shared::id::new_id("api")?,
-        workspace_id: caller.workspace_id.clone(),
-        name: body.name,
-        store_encrypted_keys: false,
-    };
-    apis::insert(&state.pool.get().await?, &api).await?;
-    Ok(Data(json!({"apiId": api.id})))
+    let id = state.service.create_api(&caller, body.name).await?;
+    Ok(Data(json!({"apiId": id})))
 }
 
 /// `POST /v2/apis.getApi`.
@@ -98,11 +76,10 @@ pub async fn create_api(
     security(("rootKey" = [])))]
 pub async fn get_api(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<ApiId>,
 ) -> Result<Data<Value>, ApiError> {
-    let api = load(&state, &caller, &body.api_id).await?;
-    caller.require(&format!("api.{}.read_api", api.id))?;
+    let api = state.service.get_api(&caller, &body.api_id).await?;
     Ok(Data(
         json!({"id": api.id, "name": api.name, "storeEncryptedKeys": api.store_encrypted_keys}),
     ))
@@ -117,20 +94,11 @@ pub async fn get_api(
     security(("rootKey" = [])))]
 pub async fn update_api(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<UpdateApi>,
 ) -> Result<Data<Value>, ApiError> {
-    let api = load(&state, &caller, &body.api_id).await?;
-    caller.require(&format!("api.{}.update_api", api.id))?;
-    let client = state.pool.get().await?;
-    if let Some(name) = &body.name {
-        check_name(name)?;
-        apis::rename(&client, &api.id, name).await?;
-    }
-    if let Some(on) = body.store_encrypted_keys {
-        apis::set_store_encrypted_keys(&client, &api.id, on).await?;
-        tracing::info!(api_id = %api.id, store_encrypted_keys = on, "changed the recovery opt-in");
-    }
+    let patch = ApiPatch { name: body.name, store_encrypted_keys: body.store_encrypted_keys };
+    state.service.update_api(&caller, &body.api_id, patch).await?;
     Ok(Data(json!({})))
 }
 
@@ -142,17 +110,10 @@ pub async fn update_api(
     security(("rootKey" = [])))]
 pub async fn delete_api(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<ApiId>,
 ) -> Result<Data<Value>, ApiError> {
-    let api = load(&state, &caller, &body.api_id).await?;
-    caller.require(&format!("api.{}.delete_api", api.id))?;
-    let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
-    let deleted = apis::delete(&tx, &caller.workspace_id, &api.id).await?;
-    crate::cache::announce_keys(&tx, &deleted).await?;
-    tx.commit().await?;
-    state.cache.forget_keys(&deleted);
+    state.service.delete_api(&caller, &body.api_id).await?;
     Ok(Data(json!({})))
 }
 
@@ -164,43 +125,22 @@ pub async fn delete_api(
     security(("rootKey" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<ListKeys>,
 ) -> Result<Page<Value>, ApiError> {
-    let api = load(&state, &caller, &body.api_id).await?;
-    caller.require(&format!("api.{}.read_key", api.id))?;
-    let decrypt = body.decrypt == Some(true);
-    if decrypt {
-        caller.require(&format!("api.{}.decrypt_key", api.id))?;
-    }
-    let limit = super::envelope::page_limit(body.limit)?;
-    let client = state.pool.get().await?;
-    let mut page = keys::list(
-        &client,
-        &api.id,
-        body.external_id.as_deref(),
-        body.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
-    // One pooled connection per request at a time: `open` takes its own, and holding this one
-    // meanwhile could leave every request waiting for a second.
-    drop(client);
-    let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
-    let plaintexts = if decrypt {
-        let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
-        crate::recovery::open(
-            &state,
-            &caller.workspace_id,
-            &caller.key_id,
-            &ids,
-            crate::recovery::Mode::Page,
-        )
-        .await?
-    } else {
-        Default::default()
+    let ask = ListKeysAsk {
+        api_id: body.api_id,
+        external_id: body.external_id,
+        cursor: body.cursor,
+        limit: body.limit,
+        decrypt: body.decrypt == Some(true),
+        total: false,
     };
-    let data =
-        page.iter().map(|k| key_data(k, plaintexts.get(&k.id).map(|p| p.as_str()))).collect();
-    Ok(Page { data, cursor })
+    let page = state.service.list_keys(&caller, ask).await?;
+    let data = page
+        .keys
+        .iter()
+        .map(|k| key_data(k, page.plaintexts.get(&k.id).map(|p| p.as_str())))
+        .collect();
+    Ok(Page { data, cursor: page.cursor })
 }

@@ -6,7 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::envelope::request_id;
+use crate::context::request_id;
+use crate::domain::Invalid;
+use crate::service::ServiceError;
 
 /// A field-level problem of a 400.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +38,9 @@ impl ApiError {
     pub fn invalid(code: &'static str, location: &str, detail: impl Into<String>) -> Self {
         let detail = detail.into();
         let mut e = Self::new(StatusCode::BAD_REQUEST, code, detail.clone());
-        e.errors.push(FieldError { location: format!("body.{location}"), message: detail });
+        let location =
+            if location.is_empty() { "body".to_owned() } else { format!("body.{location}") };
+        e.errors.push(FieldError { location, message: detail });
         e
     }
 
@@ -52,19 +56,9 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", detail)
     }
 
-    /// 403 `INSUFFICIENT_PERMISSIONS`.
-    pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "INSUFFICIENT_PERMISSIONS", detail)
-    }
-
     /// 404 `NOT_FOUND`.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", detail)
-    }
-
-    /// 412 `PRECONDITION_FAILED`.
-    pub fn precondition_failed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", detail)
     }
 
     /// 413 `PAYLOAD_TOO_LARGE`.
@@ -75,21 +69,6 @@ impl ApiError {
     /// 501 `NOT_SUPPORTED`.
     pub fn not_supported(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_IMPLEMENTED, "NOT_SUPPORTED", detail)
-    }
-
-    /// 503 with `code` (`VAULT_LOCKED`, `VAULT_UNAVAILABLE`, `DATABASE_UNAVAILABLE`).
-    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
-    }
-
-    /// 410 with `code` (`KEY_NOT_RECOVERABLE`).
-    pub fn gone(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::GONE, code, detail)
-    }
-
-    /// 500 `KEY_INTEGRITY_ERROR`: stored key material failed authentication.
-    pub fn integrity(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "KEY_INTEGRITY_ERROR", detail)
     }
 
     /// 405 `METHOD_NOT_ALLOWED`.
@@ -124,18 +103,57 @@ impl ApiError {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for ApiError {
-    fn from(error: E) -> Self {
-        let error = error.into();
-        if error.chain().any(strongbox_shared::db::is_unavailable) {
-            let mut e = Self::unavailable(
-                "DATABASE_UNAVAILABLE",
-                "the database is not answering right now; retry shortly",
-            );
-            e.source = Some(error);
-            return e;
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let code = error.code();
+        let detail = error.to_string();
+        match error {
+            ServiceError::Invalid(invalid) => Self::from(invalid),
+            ServiceError::Unauthenticated(_) => Self::new(StatusCode::UNAUTHORIZED, code, detail),
+            ServiceError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, code, detail),
+            ServiceError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, code, detail),
+            ServiceError::PreconditionFailed(_) => {
+                Self::new(StatusCode::PRECONDITION_FAILED, code, detail)
+            }
+            ServiceError::NotSupported(_) => Self::new(StatusCode::NOT_IMPLEMENTED, code, detail),
+            ServiceError::VaultLocked | ServiceError::VaultUnavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+            }
+            ServiceError::NotRecoverable(_) => Self::new(StatusCode::GONE, code, detail),
+            ServiceError::Integrity(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, detail)
+            }
+            ServiceError::DatabaseUnavailable(source) => {
+                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail);
+                e.source = Some(source);
+                e
+            }
+            ServiceError::Internal(source) => Self::internal(source),
         }
-        Self::internal(error)
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::invalid(invalid.code, &invalid.location, invalid.detail)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let unavailable = strongbox_shared::db::is_unavailable(&error);
+        let source = anyhow::Error::new(error);
+        if unavailable {
+            Self::from(ServiceError::DatabaseUnavailable(source))
+        } else {
+            Self::internal(source)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::from(ServiceError::from(error))
     }
 }
 

@@ -20,8 +20,16 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use crate::startup::AppState;
 use error::ApiError;
+
+/// State shared by every handler: the service and the served OpenAPI document.
+#[derive(Clone)]
+pub struct AppState {
+    /// Everything the calls do.
+    pub service: crate::service::Service,
+    /// The served OpenAPI document.
+    pub spec: std::sync::Arc<utoipa::openapi::OpenApi>,
+}
 
 /// Every v2 route Strongbox serves, for the 501 detail and the OpenAPI check.
 pub const V2_ROUTES: &[&str] = &[

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::startup::AppState;
+use super::AppState;
 
 /// The process is up and serving HTTP.
 pub async fn healthz() -> Json<Value> {
@@ -14,22 +14,16 @@ pub async fn healthz() -> Json<Value> {
 
 /// The api can do its work: its database answers.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match check_database(&state).await {
+    match state.service.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(reason) => {
-            tracing::warn!(%reason, "not ready");
+        Err(error) => {
+            tracing::warn!(reason = format!("{:#}", anyhow::Error::new(error)), "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"status": "not_ready", "reason": "database unavailable"})),
             )
         }
     }
-}
-
-async fn check_database(state: &AppState) -> Result<(), String> {
-    let client = state.pool.get().await.map_err(|e| e.to_string())?;
-    client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// The api's own metrics and their help text.
@@ -74,16 +68,17 @@ pub async fn metrics(
     State(state): State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     use metrics::gauge;
-    strongbox_shared::metrics::record_pool("api", &state.pool);
-    match rewrap_progress(&state).await {
-        Ok((done, failed, remaining, running)) => {
-            gauge!("strongbox_rewrap_rows_done").set(done as f64);
-            gauge!("strongbox_rewrap_rows_failed").set(failed as f64);
-            gauge!("strongbox_rewrap_rows_remaining").set(remaining as f64);
-            gauge!("strongbox_rewrap_running").set(running.min(1) as f64);
+    strongbox_shared::metrics::record_pool("api", state.service.pool());
+    match state.service.rewrap_progress().await {
+        Ok(p) => {
+            gauge!("strongbox_rewrap_rows_done").set(p.done as f64);
+            gauge!("strongbox_rewrap_rows_failed").set(p.failed as f64);
+            gauge!("strongbox_rewrap_rows_remaining").set(p.remaining as f64);
+            gauge!("strongbox_rewrap_running").set(if p.running { 1.0 } else { 0.0 });
             gauge!("strongbox_api_metrics_database_up").set(1.0);
         }
-        Err(reason) => {
+        Err(error) => {
+            let reason = format!("{:#}", anyhow::Error::new(error));
             tracing::warn!(%reason, "metrics: the api database did not answer");
             gauge!("strongbox_api_metrics_database_up").set(0.0);
         }
@@ -92,24 +87,4 @@ pub async fn metrics(
         [(axum::http::header::CONTENT_TYPE, strongbox_shared::metrics::CONTENT_TYPE)],
         strongbox_shared::metrics::render(),
     )
-}
-
-/// Rows moved, failed and left by the rewrap job, summed over keyrings, and whether it runs.
-async fn rewrap_progress(state: &AppState) -> Result<(i64, i64, i64, i64), String> {
-    let client = state.pool.get().await.map_err(|e| e.to_string())?;
-    let row = client
-        .query_one(
-            "SELECT \
-               (SELECT coalesce(sum(rows_done), 0)::bigint FROM rewrap_progress), \
-               (SELECT coalesce(sum(rows_failed), 0)::bigint FROM rewrap_progress), \
-               (SELECT count(*) FROM encrypted_keys e JOIN rewrap_progress p ON p.keyring = e.keyring \
-                  WHERE e.dek_version < p.target_version), \
-               (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                  AND ((classid::bigint << 32) | objid::bigint) = $1)",
-            &[&crate::rewrap::LOCK],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
 }

@@ -4,21 +4,82 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, Query, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::auth::Caller;
-use super::envelope::request_id;
 use super::error::ApiError;
 use super::extract::Body;
-use crate::startup::AppState;
-use crate::store::keys::{self, Key};
-use crate::store::unix_ms;
-use crate::verify::{self, Code};
+use crate::context::request_id;
+use crate::domain::keys::Key;
+use crate::domain::verify::Code;
+use crate::domain::{Invalid, unix_ms};
+use crate::service::apis::ListKeys;
+use crate::service::{Principal, ServiceError};
 
-/// A v1 error.
+/// Error codes of `@unkey/api` 0.38.0's v1 errors (it also declares `DELETE_PROTECTED`, which
+/// Strongbox never answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V1Code {
+    /// The request is malformed.
+    BadRequest,
+    /// No valid root key.
+    Unauthorized,
+    /// The root key may not do this.
+    Forbidden,
+    /// No such resource.
+    NotFound,
+    /// A conflicting change.
+    Conflict,
+    /// The call needs something first, or the resource can no longer do it.
+    PreconditionFailed,
+    /// Too many requests.
+    TooManyRequests,
+    /// Failed on our side, or a service behind us is down.
+    InternalServerError,
+}
+
+impl V1Code {
+    /// As sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BAD_REQUEST",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::PreconditionFailed => "PRECONDITION_FAILED",
+            Self::TooManyRequests => "TOO_MANY_REQUESTS",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The v1 code for a v2 error code: chosen by the cause, never by the HTTP status alone
+    /// (a 410 and a 412 are both preconditions; a locked vault is a 503 that v1 can only call
+    /// an internal error, with a message that names the cause).
+    pub fn for_code(code: &str) -> Self {
+        match code {
+            "UNAUTHORIZED" => Self::Unauthorized,
+            "INSUFFICIENT_PERMISSIONS" | "FORBIDDEN" => Self::Forbidden,
+            "NOT_FOUND" => Self::NotFound,
+            "CONFLICT" => Self::Conflict,
+            "PRECONDITION_FAILED" | "KEY_NOT_RECOVERABLE" => Self::PreconditionFailed,
+            "TOO_MANY_REQUESTS" | "RATE_LIMITED" => Self::TooManyRequests,
+            "VAULT_LOCKED"
+            | "VAULT_UNAVAILABLE"
+            | "DATABASE_UNAVAILABLE"
+            | "KEY_INTEGRITY_ERROR"
+            | "INTERNAL_SERVER_ERROR" => Self::InternalServerError,
+            // Every other code is a refused input: BAD_REQUEST, INVALID_*, PAYLOAD_TOO_LARGE,
+            // PERMISSION_TOO_COMPLEX, NOT_SUPPORTED (roles), METHOD_NOT_ALLOWED.
+            _ => Self::BadRequest,
+        }
+    }
+}
+
+/// A v1 error: the v2 error's status, a v1 code chosen by its cause, and its message.
 pub struct V1Error(ApiError);
 
 impl From<ApiError> for V1Error {
@@ -27,23 +88,27 @@ impl From<ApiError> for V1Error {
     }
 }
 
+impl From<ServiceError> for V1Error {
+    fn from(error: ServiceError) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<Invalid> for V1Error {
+    fn from(error: Invalid) -> Self {
+        Self(error.into())
+    }
+}
+
 impl IntoResponse for V1Error {
     fn into_response(self) -> Response {
         let status = self.0.status();
+        let code = V1Code::for_code(self.0.code()).as_str();
         let message = self.0.detail().to_owned();
         // Log 5xx once, through the v2 error's own logging.
         if status.is_server_error() {
             drop(self.0.into_response());
         }
-        let code = match status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "BAD_REQUEST",
-            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
-            StatusCode::FORBIDDEN => "INSUFFICIENT_PERMISSIONS",
-            StatusCode::NOT_FOUND => "NOT_FOUND",
-            StatusCode::PRECONDITION_FAILED => "PRECONDITION_FAILED",
-            StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
-            _ => "INTERNAL_SERVER_ERROR",
-        };
         let body = json!({"error": {
             "code": code,
             "message": message,
@@ -55,7 +120,7 @@ impl IntoResponse for V1Error {
 }
 
 /// A root key, refused in the v1 error shape.
-pub struct CallerV1(Caller);
+pub struct CallerV1(Principal);
 
 impl axum::extract::FromRequestParts<AppState> for CallerV1 {
     type Rejection = V1Error;
@@ -64,7 +129,7 @@ impl axum::extract::FromRequestParts<AppState> for CallerV1 {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, V1Error> {
-        Ok(Self(Caller::from_request_parts(parts, state).await?))
+        Ok(Self(Caller::from_request_parts(parts, state).await?.0))
     }
 }
 
@@ -113,7 +178,8 @@ fn key_v1(key: &Key) -> Value {
         v["remaining"] = json!(remaining);
     }
     if let Some(r) = &key.refill {
-        v["refill"] = json!({"interval": r.interval, "amount": r.amount, "refillDay": r.day});
+        v["refill"] =
+            json!({"interval": r.interval.as_str(), "amount": r.amount, "refillDay": r.day});
     }
     if let Some(limit) = key.ratelimits.iter().find(|l| l.auto_apply) {
         v["ratelimit"] = json!({"async": false, "type": "fast", "limit": limit.limit, "duration": limit.duration,
@@ -177,7 +243,7 @@ pub struct RatelimitV1 {
         (status = "4XX", description = "v1 error: {error: {code, message, docs, requestId}}", body = Object)),
     security(("rootKey" = [])),)]
 pub async fn create_key(
-    state: State<AppState>,
+    State(state): State<AppState>,
     CallerV1(caller): CallerV1,
     body: Result<Body<CreateKeyV1>, ApiError>,
 ) -> Result<Response, V1Error> {
@@ -204,8 +270,9 @@ pub async fn create_key(
     }
     let request = serde_json::from_value(v2)
         .map_err(|_| ApiError::bad_request("invalid body", Vec::new()))?;
-    let data = super::keys::create_key(state, caller, Body(request)).await?;
-    Ok(Json(data.0).into_response())
+    let (api_id, recoverable, new) = super::keys::CreateKey::into_parts(request);
+    let created = state.service.create_key(&caller, &api_id, recoverable, new).await?;
+    Ok(Json(super::keys::created(&created)).into_response())
 }
 
 /// `?keyId=…&decrypt=…`.
@@ -227,29 +294,11 @@ pub async fn get_key(
     CallerV1(caller): CallerV1,
     QueryV1(q): QueryV1<GetKeyQuery>,
 ) -> Result<Response, V1Error> {
-    let client = state.pool.get().await.map_err(ApiError::from)?;
-    let key = keys::get(&client, &caller.workspace_id, &q.key_id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::not_found("no such key"))?;
-    caller.require(&format!("api.{}.read_key", key.api_id))?;
+    let (key, plaintext) =
+        state.service.get_key(&caller, &q.key_id, q.decrypt == Some(true)).await?;
     let mut body = key_v1(&key);
-    // `open` takes its own pooled connection; never hold two at once.
-    drop(client);
-    if q.decrypt == Some(true) {
-        caller.require(&format!("api.{}.decrypt_key", key.api_id))?;
-        let ids = [key.id.clone()];
-        let opened = crate::recovery::open(
-            &state,
-            &caller.workspace_id,
-            &caller.key_id,
-            &ids,
-            crate::recovery::Mode::One,
-        )
-        .await?;
-        if let Some(plaintext) = opened.get(&key.id) {
-            body["plaintext"] = json!(plaintext.as_str());
-        }
+    if let Some(plaintext) = plaintext {
+        body["plaintext"] = json!(plaintext.as_str());
     }
     Ok(Json(body).into_response())
 }
@@ -281,49 +330,28 @@ pub async fn list_keys(
     CallerV1(caller): CallerV1,
     QueryV1(q): QueryV1<ListKeysQuery>,
 ) -> Result<Response, V1Error> {
-    let api = super::apis::load(&state, &caller, &q.api_id).await?;
-    caller.require(&format!("api.{}.read_key", api.id))?;
-    if q.decrypt == Some(true) {
-        caller.require(&format!("api.{}.decrypt_key", api.id))?;
-    }
-    let limit = super::envelope::page_limit(q.limit)?;
-    let client = state.pool.get().await.map_err(ApiError::from)?;
-    let owner = q.external_id.or(q.owner_id);
-    let mut page = keys::list(&client, &api.id, owner.as_deref(), q.cursor.as_deref(), limit + 1)
-        .await
-        .map_err(ApiError::from)?;
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM keys WHERE api_id = $1", &[&api.id])
-        .await
-        .map_err(ApiError::from)?
-        .get(0);
-    drop(client);
-    let cursor = super::envelope::cut_page(&mut page, limit, |k| &k.id);
-    let plaintexts = if q.decrypt == Some(true) {
-        let ids: Vec<String> = page.iter().map(|k| k.id.clone()).collect();
-        crate::recovery::open(
-            &state,
-            &caller.workspace_id,
-            &caller.key_id,
-            &ids,
-            crate::recovery::Mode::Page,
-        )
-        .await?
-    } else {
-        Default::default()
+    let ask = ListKeys {
+        api_id: q.api_id,
+        external_id: q.external_id.or(q.owner_id),
+        cursor: q.cursor,
+        limit: q.limit,
+        decrypt: q.decrypt == Some(true),
+        total: true,
     };
+    let page = state.service.list_keys(&caller, ask).await?;
     let keys: Vec<Value> = page
+        .keys
         .iter()
         .map(|k| {
             let mut v = key_v1(k);
-            if let Some(p) = plaintexts.get(&k.id) {
+            if let Some(p) = page.plaintexts.get(&k.id) {
                 v["plaintext"] = json!(p.as_str());
             }
             v
         })
         .collect();
-    let mut body = json!({"keys": keys, "total": total});
-    if let Some(cursor) = cursor {
+    let mut body = json!({"keys": keys, "total": page.total.unwrap_or(0)});
+    if let Some(cursor) = page.cursor {
         body["cursor"] = json!(cursor);
     }
     Ok(Json(body).into_response())
@@ -373,7 +401,7 @@ pub async fn verify_key(
     let Body(body) = Body::<VerifyKeyV1>::from_request(request, &state).await?;
     let permissions = match body.authorization.and_then(|a| a.permissions) {
         Some(value) => Some(query_text(&value).ok_or_else(|| {
-            ApiError::invalid(
+            Invalid::new(
                 "INVALID_PERMISSION_QUERY",
                 "authorization.permissions",
                 "expected a string or {and|or: [...]}",
@@ -382,11 +410,7 @@ pub async fn verify_key(
         None => None,
     };
     let request = super::verify::parse(body.key, permissions.as_deref(), None, Vec::new())?;
-    let api_id = body.api_id;
-    let verdict = verify::verify(&state, None, request, |key| {
-        Ok(api_id.as_ref().is_none_or(|a| a == &key.api_id))
-    })
-    .await?;
+    let verdict = state.service.verify_key_open(body.api_id.as_deref(), request).await?;
     let mut v = json!({"valid": verdict.code == Code::Valid, "code": verdict.code, "requestId": request_id()});
     if let Some(key) = &verdict.key {
         v["keyId"] = json!(key.id);
@@ -412,4 +436,30 @@ pub async fn verify_key(
         }
     }
     Ok(Json(v).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::V1Code;
+
+    #[test]
+    fn v1_codes_follow_the_cause_not_the_status() {
+        let cases = [
+            ("KEY_NOT_RECOVERABLE", "PRECONDITION_FAILED"),
+            ("PRECONDITION_FAILED", "PRECONDITION_FAILED"),
+            ("TOO_MANY_REQUESTS", "TOO_MANY_REQUESTS"),
+            ("VAULT_LOCKED", "INTERNAL_SERVER_ERROR"),
+            ("VAULT_UNAVAILABLE", "INTERNAL_SERVER_ERROR"),
+            ("DATABASE_UNAVAILABLE", "INTERNAL_SERVER_ERROR"),
+            ("INSUFFICIENT_PERMISSIONS", "FORBIDDEN"),
+            ("UNAUTHORIZED", "UNAUTHORIZED"),
+            ("NOT_FOUND", "NOT_FOUND"),
+            ("PERMISSION_TOO_COMPLEX", "BAD_REQUEST"),
+            ("INVALID_PREFIX", "BAD_REQUEST"),
+            ("NOT_SUPPORTED", "BAD_REQUEST"),
+        ];
+        for (v2, v1) in cases {
+            assert_eq!(V1Code::for_code(v2).as_str(), v1, "{v2}");
+        }
+    }
 }

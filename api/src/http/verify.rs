@@ -2,15 +2,16 @@
 
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use strongbox_shared::permissions::Query;
 
+use super::AppState;
 use super::auth::Caller;
 use super::envelope::Data;
 use super::error::ApiError;
 use super::extract::Body;
-use crate::startup::AppState;
-use crate::verify::{self, RequestedLimit};
+use crate::domain::unix_ms;
+use crate::domain::verify::{Code, RequestedLimit, Verdict, VerifyRequest};
 
 /// The verifyKey request.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -49,7 +50,7 @@ pub fn parse(
     permissions: Option<&str>,
     cost: Option<i64>,
     limits: Vec<LimitIn>,
-) -> Result<verify::Request, ApiError> {
+) -> Result<VerifyRequest, ApiError> {
     if key.is_empty() || key.len() > 1024 {
         return Err(ApiError::invalid("INVALID_KEY", "key", "key must be 1-1024 characters"));
     }
@@ -80,7 +81,7 @@ pub fn parse(
             duration: l.duration,
         });
     }
-    Ok(verify::Request { key, permissions, cost, ratelimits })
+    Ok(VerifyRequest { key, permissions, cost, ratelimits })
 }
 
 /// `POST /v2/keys.verifyKey`: needs `api.<apiId>.verify_key` and finds only keys of the root
@@ -92,7 +93,7 @@ pub fn parse(
     security(("rootKey" = [])))]
 pub async fn verify_key(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(caller): Caller,
     Body(body): Body<VerifyKey>,
 ) -> Result<Data<Value>, ApiError> {
     let request = parse(
@@ -101,9 +102,36 @@ pub async fn verify_key(
         body.credits.map(|c| c.cost),
         body.ratelimits.unwrap_or_default(),
     )?;
-    let verdict = verify::verify(&state, Some(&caller.workspace_id), request, |key| {
-        caller.require(&format!("api.{}.verify_key", key.api_id)).map(|()| true)
-    })
-    .await?;
-    Ok(Data(verify::data(&verdict)))
+    let verdict = state.service.verify_key(&caller, request).await?;
+    Ok(Data(data(&verdict)))
+}
+
+/// The `data` of a verification answer.
+pub fn data(verdict: &Verdict) -> Value {
+    let mut v = json!({"valid": verdict.code == Code::Valid, "code": verdict.code});
+    if let Some(key) = &verdict.key {
+        v["keyId"] = json!(key.id);
+        v["enabled"] = json!(key.enabled);
+        v["permissions"] = json!(key.permissions);
+        v["roles"] = json!([]);
+        if let Some(name) = &key.name {
+            v["name"] = json!(name);
+        }
+        if let Some(meta) = &key.meta {
+            v["meta"] = meta.clone();
+        }
+        if let Some(expires) = key.expires_at {
+            v["expires"] = json!(unix_ms(expires));
+        }
+        if let Some(credits) = verdict.credits {
+            v["credits"] = json!(credits);
+        }
+        if let Some((id, external_id)) = &key.identity {
+            v["identity"] = json!({"id": id, "externalId": external_id});
+        }
+        if !verdict.ratelimits.is_empty() {
+            v["ratelimits"] = json!(verdict.ratelimits);
+        }
+    }
+    v
 }

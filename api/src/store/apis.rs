@@ -2,30 +2,21 @@
 
 use deadpool_postgres::GenericClient;
 
-/// An API.
-#[derive(Debug, Clone)]
-pub struct Api {
-    /// `api_…`.
-    pub id: String,
-    /// Owner.
-    pub workspace_id: String,
-    /// Display name.
-    pub name: String,
-    /// Recoverable keys allowed.
-    pub store_encrypted_keys: bool,
-}
+use super::{Context as _, StoreError};
+use crate::domain::apis::{Api, ApiPatch};
 
 fn from_row(r: &tokio_postgres::Row) -> Api {
     Api { id: r.get(0), workspace_id: r.get(1), name: r.get(2), store_encrypted_keys: r.get(3) }
 }
 
 /// Inserts an API.
-pub async fn insert(c: &impl GenericClient, api: &Api) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(c: &impl GenericClient, api: &Api) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO apis (id, workspace_id, name, store_encrypted_keys) VALUES ($1, $2, $3, $4)",
         &[&api.id, &api.workspace_id, &api.name, &api.store_encrypted_keys],
     )
-    .await?;
+    .await
+    .context("inserting an API")?;
     Ok(())
 }
 
@@ -34,14 +25,15 @@ pub async fn get(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<Option<Api>, tokio_postgres::Error> {
+) -> Result<Option<Api>, StoreError> {
     let row = c
         .query_opt(
             "SELECT id, workspace_id, name, store_encrypted_keys FROM apis \
              WHERE id = $1 AND workspace_id = $2",
             &[&id, &workspace_id],
         )
-        .await?;
+        .await
+        .context("reading an API")?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -50,29 +42,35 @@ pub async fn delete(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let keys = c.query("SELECT id FROM keys WHERE api_id = $1", &[&id]).await?;
-    c.execute("DELETE FROM apis WHERE id = $1 AND workspace_id = $2", &[&id, &workspace_id])
-        .await?;
-    Ok(keys.iter().map(|r| r.get(0)).collect())
+) -> Result<Vec<String>, StoreError> {
+    // The API's row is locked first, so a key created meanwhile either lands before (and is
+    // listed here) or fails on the missing API.
+    let rows = c
+        .query(
+            "WITH gone AS (DELETE FROM apis WHERE id = $1 AND workspace_id = $2 RETURNING id) \
+             SELECT k.id FROM keys k JOIN gone ON k.api_id = gone.id",
+            &[&id, &workspace_id],
+        )
+        .await
+        .context("deleting an API")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Sets the recovery opt-in.
-pub async fn set_store_encrypted_keys(
+/// Writes the fields `patch` gives, in one statement. `false` when the API is gone.
+pub async fn update(
     c: &impl GenericClient,
+    workspace_id: &str,
     id: &str,
-    on: bool,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute("UPDATE apis SET store_encrypted_keys = $2 WHERE id = $1", &[&id, &on]).await?;
-    Ok(())
-}
-
-/// Renames an API.
-pub async fn rename(
-    c: &impl GenericClient,
-    id: &str,
-    name: &str,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute("UPDATE apis SET name = $2 WHERE id = $1", &[&id, &name]).await?;
-    Ok(())
+    patch: &ApiPatch,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE apis SET name = coalesce($3, name), \
+             store_encrypted_keys = coalesce($4, store_encrypted_keys) \
+             WHERE id = $1 AND workspace_id = $2",
+            &[&id, &workspace_id, &patch.name, &patch.store_encrypted_keys],
+        )
+        .await
+        .context("updating an API")?;
+    Ok(n == 1)
 }

@@ -2,6 +2,8 @@
 
 use deadpool_postgres::GenericClient;
 
+use super::{Context as _, StoreError};
+
 /// A stored ciphertext.
 #[derive(Debug, Clone)]
 pub struct Sealed {
@@ -20,12 +22,13 @@ pub async fn insert(
     c: &impl GenericClient,
     workspace_id: &str,
     sealed: &Sealed,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) VALUES ($1, $2, $3, $4, $5)",
         &[&sealed.key_id, &workspace_id, &sealed.keyring, &sealed.ciphertext, &sealed.dek_version],
     )
-    .await?;
+    .await
+    .context("storing a ciphertext")?;
     Ok(())
 }
 
@@ -33,10 +36,11 @@ pub async fn insert(
 pub async fn for_keys(
     c: &impl GenericClient,
     key_ids: &[String],
-) -> Result<Vec<Sealed>, tokio_postgres::Error> {
+) -> Result<Vec<Sealed>, StoreError> {
     let rows = c
         .query("SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE key_id = ANY($1)", &[&key_ids])
-        .await?;
+        .await
+        .context("reading ciphertexts")?;
     Ok(rows
         .iter()
         .map(|r| Sealed {
@@ -52,13 +56,14 @@ pub async fn for_keys(
 pub async fn for_workspace(
     c: &impl GenericClient,
     workspace_id: &str,
-) -> Result<Vec<Sealed>, tokio_postgres::Error> {
+) -> Result<Vec<Sealed>, StoreError> {
     let rows = c
         .query(
             "SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE workspace_id = $1 ORDER BY key_id",
             &[&workspace_id],
         )
-        .await?;
+        .await
+        .context("reading a workspace's ciphertexts")?;
     Ok(rows
         .iter()
         .map(|r| Sealed {
@@ -77,56 +82,22 @@ pub async fn audit(
     root_key_id: &str,
     request_id: &str,
     key_ids: &[String],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO decrypt_audit (workspace_id, root_key_id, request_id, key_ids) VALUES ($1, $2, $3, $4)",
         &[&workspace_id, &root_key_id, &request_id, &key_ids],
     )
-    .await?;
+    .await
+    .context("recording a decrypt")?;
     Ok(())
 }
 
 /// Deletes decrypt audit rows older than `days`; returns how many went.
-pub async fn purge_decrypt_audit(
-    c: &impl GenericClient,
-    days: u32,
-) -> Result<u64, tokio_postgres::Error> {
+pub async fn purge_decrypt_audit(c: &impl GenericClient, days: u32) -> Result<u64, StoreError> {
     c.execute(
         "DELETE FROM decrypt_audit WHERE created_at < now() - make_interval(days => $1)",
         &[&i32::try_from(days).unwrap_or(i32::MAX)],
     )
     .await
-}
-
-/// Applies the decrypt audit retention at start and then every `purge_interval_ms`, until
-/// `stop`. Every replica may run it; the deletes are idempotent.
-pub fn spawn_purge(
-    pool: deadpool_postgres::Pool,
-    config: crate::config::AuditConfig,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let every = std::time::Duration::from_millis(config.purge_interval_ms.max(1_000));
-    tokio::spawn(async move {
-        loop {
-            let purged = match pool.get().await {
-                Ok(client) => purge_decrypt_audit(&client, config.decrypt_retention_days)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match purged {
-                Ok(0) => {}
-                Ok(rows) => tracing::info!(
-                    rows,
-                    days = config.decrypt_retention_days,
-                    "purged old decrypt audit rows"
-                ),
-                Err(error) => tracing::warn!(%error, "could not purge old decrypt audit rows"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-        }
-    });
+    .context("purging old decrypt audit rows")
 }

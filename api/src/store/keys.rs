@@ -1,78 +1,12 @@
 //! Customer keys.
 
 use deadpool_postgres::GenericClient;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// A rate limit attached to a key, stored and answered in Unkey's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Ratelimit {
-    /// `rl_…`.
-    pub id: String,
-    /// Name, unique per key.
-    pub name: String,
-    /// Requests per window.
-    pub limit: i64,
-    /// Window in milliseconds.
-    pub duration: i64,
-    /// Applied on every verification, not only when named in the request.
-    pub auto_apply: bool,
-}
-
-/// How credits refill.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refill {
-    /// `daily` or `monthly`.
-    pub interval: String,
-    /// Credits after a refill.
-    pub amount: i64,
-    /// Day of the month for monthly refills (1-31; short months refill on their last day).
-    pub day: Option<i16>,
-}
-
-/// A stored key, everything but its hash.
-#[derive(Debug, Clone)]
-pub struct Key {
-    /// `key_…`.
-    pub id: String,
-    /// Owner.
-    pub workspace_id: String,
-    /// The API it belongs to.
-    pub api_id: String,
-    /// Prefix and first characters, for display.
-    pub start: String,
-    /// The prefix the key was made with.
-    pub prefix: Option<String>,
-    /// Random bytes in the key.
-    pub byte_length: i16,
-    /// Display name.
-    pub name: Option<String>,
-    /// `(identity id, externalId)`.
-    pub identity: Option<(String, String)>,
-    /// Free-form JSON object.
-    pub meta: Option<serde_json::Value>,
-    /// Permission patterns.
-    pub permissions: Vec<String>,
-    /// Expiry.
-    pub expires_at: Option<OffsetDateTime>,
-    /// Disabled keys do not verify.
-    pub enabled: bool,
-    /// Remaining credits; `None` is unlimited.
-    pub credits_remaining: Option<i64>,
-    /// Refill rule.
-    pub refill: Option<Refill>,
-    /// When credits were last refilled.
-    pub last_refill_at: Option<OffsetDateTime>,
-    /// Rate limits.
-    pub ratelimits: Vec<Ratelimit>,
-    /// Created.
-    pub created_at: OffsetDateTime,
-    /// Last changed.
-    pub updated_at: Option<OffsetDateTime>,
-    /// Last verified (written in batches).
-    pub last_used_at: Option<OffsetDateTime>,
-}
+use super::{Context as _, StoreError};
+use crate::domain::keys::{
+    CreditOp, CreditsPatch, Key, KeyPatch, Ratelimit, Refill, RefillInterval,
+};
 
 const SELECT: &str = "SELECT k.id, k.workspace_id, k.api_id, k.start, k.name, i.id, i.external_id, \
     k.meta, k.permissions, k.expires_at, k.enabled, k.credits_remaining, k.refill_amount, \
@@ -84,7 +18,8 @@ fn from_row(r: &tokio_postgres::Row) -> Key {
         (Some(id), Some(external)) => Some((id, external)),
         _ => None,
     };
-    let refill = match (r.get::<_, Option<i64>>(12), r.get::<_, Option<String>>(13)) {
+    let interval = r.get::<_, Option<String>>(13).as_deref().and_then(RefillInterval::parse);
+    let refill = match (r.get::<_, Option<i64>>(12), interval) {
         (Some(amount), Some(interval)) => Some(Refill { interval, amount, day: r.get(14) }),
         _ => None,
     };
@@ -112,12 +47,23 @@ fn from_row(r: &tokio_postgres::Row) -> Key {
     }
 }
 
+fn refill_columns(refill: Option<&Refill>) -> (Option<i64>, Option<&'static str>, Option<i16>) {
+    match refill {
+        Some(r) => (Some(r.amount), Some(r.interval.as_str()), r.day),
+        None => (None, None, None),
+    }
+}
+
+fn ratelimits_json(ratelimits: &[Ratelimit]) -> serde_json::Value {
+    serde_json::to_value(ratelimits).unwrap_or(serde_json::Value::Array(Vec::new()))
+}
+
 /// The key with this hash, in any workspace (callers check the workspace).
-pub async fn by_hash(
-    c: &impl GenericClient,
-    hash: &[u8],
-) -> Result<Option<Key>, tokio_postgres::Error> {
-    let row = c.query_opt(&format!("{SELECT} WHERE k.hash = $1"), &[&hash]).await?;
+pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<Key>, StoreError> {
+    let row = c
+        .query_opt(&format!("{SELECT} WHERE k.hash = $1"), &[&hash])
+        .await
+        .context("finding a key by its hash")?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -126,13 +72,30 @@ pub async fn get(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<Option<Key>, tokio_postgres::Error> {
+) -> Result<Option<Key>, StoreError> {
     let row = c
         .query_opt(
             &format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2"),
             &[&id, &workspace_id],
         )
-        .await?;
+        .await
+        .context("reading a key")?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Like [`get`], with the key's row locked until the transaction ends.
+pub async fn get_for_update(
+    c: &impl GenericClient,
+    workspace_id: &str,
+    id: &str,
+) -> Result<Option<Key>, StoreError> {
+    let row = c
+        .query_opt(
+            &format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2 FOR UPDATE OF k"),
+            &[&id, &workspace_id],
+        )
+        .await
+        .context("locking a key")?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -143,7 +106,7 @@ pub async fn list(
     external_id: Option<&str>,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<Key>, tokio_postgres::Error> {
+) -> Result<Vec<Key>, StoreError> {
     let rows = c
         .query(
             &format!(
@@ -152,41 +115,42 @@ pub async fn list(
             ),
             &[&api_id, &external_id, &after, &limit],
         )
-        .await?;
+        .await
+        .context("listing an API's keys")?;
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// The id of the identity for `external_id`, created on first use.
+/// How many keys an API has.
+pub async fn count(c: &impl GenericClient, api_id: &str) -> Result<i64, StoreError> {
+    Ok(c.query_one("SELECT count(*) FROM keys WHERE api_id = $1", &[&api_id])
+        .await
+        .context("counting an API's keys")?
+        .get(0))
+}
+
+/// The id of the identity for `external_id`, created on first use with `new_id`.
 pub async fn identity(
     c: &impl GenericClient,
     workspace_id: &str,
     external_id: &str,
-) -> Result<String, anyhow::Error> {
-    let id = strongbox_shared::id::new_id("id")?;
+    new_id: &str,
+) -> Result<String, StoreError> {
     let row = c
         .query_one(
             "INSERT INTO identities (id, workspace_id, external_id) VALUES ($1, $2, $3) \
              ON CONFLICT (workspace_id, external_id) DO UPDATE SET external_id = EXCLUDED.external_id \
              RETURNING id",
-            &[&id, &workspace_id, &external_id],
+            &[&new_id, &workspace_id, &external_id],
         )
-        .await?;
+        .await
+        .context("finding or creating an identity")?;
     Ok(row.get(0))
 }
 
 /// Inserts a key with its hash.
-pub async fn insert(
-    c: &impl GenericClient,
-    key: &Key,
-    hash: &[u8],
-) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(c: &impl GenericClient, key: &Key, hash: &[u8]) -> Result<(), StoreError> {
     let identity_id = key.identity.as_ref().map(|(id, _)| id.as_str());
-    let ratelimits =
-        serde_json::to_value(&key.ratelimits).unwrap_or(serde_json::Value::Array(Vec::new()));
-    let (refill_amount, refill_interval, refill_day) = match &key.refill {
-        Some(r) => (Some(r.amount), Some(r.interval.as_str()), r.day),
-        None => (None, None, None),
-    };
+    let (refill_amount, refill_interval, refill_day) = refill_columns(key.refill.as_ref());
     c.execute(
         "INSERT INTO keys (id, workspace_id, api_id, hash, start, name, identity_id, meta, \
          permissions, expires_at, enabled, credits_remaining, refill_amount, refill_interval, \
@@ -208,44 +172,91 @@ pub async fn insert(
             &refill_amount,
             &refill_interval,
             &refill_day,
-            &ratelimits,
+            &ratelimits_json(&key.ratelimits),
             &key.prefix,
             &key.byte_length,
         ],
     )
-    .await?;
+    .await
+    .context("inserting a key")?;
     Ok(())
 }
 
-/// Writes every mutable field of `key` back.
-pub async fn update(c: &impl GenericClient, key: &Key) -> Result<(), tokio_postgres::Error> {
-    let identity_id = key.identity.as_ref().map(|(id, _)| id.as_str());
-    let ratelimits =
-        serde_json::to_value(&key.ratelimits).unwrap_or(serde_json::Value::Array(Vec::new()));
-    let (refill_amount, refill_interval, refill_day) = match &key.refill {
-        Some(r) => (Some(r.amount), Some(r.interval.as_str()), r.day),
-        None => (None, None, None),
+/// Writes exactly the fields `patch` gives, in one statement: a column the patch leaves alone is
+/// never written, so credits spent or a disable committed meanwhile stay. `identity_id` is the
+/// resolved identity when `patch.external_id` is given. `false` when the key is gone.
+pub async fn update(
+    c: &impl GenericClient,
+    workspace_id: &str,
+    id: &str,
+    patch: &KeyPatch,
+    identity_id: Option<&str>,
+    ratelimits: Option<&[Ratelimit]>,
+) -> Result<bool, StoreError> {
+    let (set_remaining, remaining, set_refill, refill) = match &patch.credits {
+        None => (false, None, false, None),
+        Some(CreditsPatch::Clear) => (true, None, true, None),
+        Some(CreditsPatch::Change { remaining, refill }) => {
+            (remaining.is_some(), remaining.flatten(), refill.is_some(), refill.clone().flatten())
+        }
     };
+    let (refill_amount, refill_interval, refill_day) = refill_columns(refill.as_ref());
+    let n = c
+        .execute(
+            "UPDATE keys SET \
+               name = CASE WHEN $3 THEN $4 ELSE name END, \
+               identity_id = CASE WHEN $5 THEN $6 ELSE identity_id END, \
+               meta = CASE WHEN $7 THEN $8 ELSE meta END, \
+               expires_at = CASE WHEN $9 THEN $10 ELSE expires_at END, \
+               enabled = coalesce($11, enabled), \
+               permissions = coalesce($12, permissions), \
+               ratelimits = coalesce($13, ratelimits), \
+               credits_remaining = CASE WHEN $14 THEN $15 ELSE credits_remaining END, \
+               refill_amount = CASE WHEN $16 THEN $17 ELSE refill_amount END, \
+               refill_interval = CASE WHEN $16 THEN $18 ELSE refill_interval END, \
+               refill_day = CASE WHEN $16 THEN $19 ELSE refill_day END, \
+               updated_at = now() \
+             WHERE id = $1 AND workspace_id = $2",
+            &[
+                &id,
+                &workspace_id,
+                &patch.name.is_some(),
+                &patch.name.clone().flatten(),
+                &patch.external_id.is_some(),
+                &identity_id,
+                &patch.meta.is_some(),
+                &patch.meta.clone().flatten(),
+                &patch.expires_at.is_some(),
+                &patch.expires_at.flatten(),
+                &patch.enabled,
+                &patch.permissions,
+                &ratelimits.map(ratelimits_json),
+                &set_remaining,
+                &remaining,
+                &set_refill,
+                &refill_amount,
+                &refill_interval,
+                &refill_day,
+            ],
+        )
+        .await
+        .context("updating a key")?;
+    Ok(n == 1)
+}
+
+/// Makes a key expire at `at` at the latest (an earlier expiry stays).
+pub async fn expire_by(
+    c: &impl GenericClient,
+    id: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE keys SET name = $2, identity_id = $3, meta = $4, permissions = $5, expires_at = $6, \
-         enabled = $7, credits_remaining = $8, refill_amount = $9, refill_interval = $10, \
-         refill_day = $11, ratelimits = $12, updated_at = now() WHERE id = $1",
-        &[
-            &key.id,
-            &key.name,
-            &identity_id,
-            &key.meta,
-            &key.permissions,
-            &key.expires_at,
-            &key.enabled,
-            &key.credits_remaining,
-            &refill_amount,
-            &refill_interval,
-            &refill_day,
-            &ratelimits,
-        ],
+        "UPDATE keys SET expires_at = LEAST(coalesce(expires_at, $2), $2), updated_at = now() \
+         WHERE id = $1",
+        &[&id, &at],
     )
-    .await?;
+    .await
+    .context("setting a rerolled key's expiry")?;
     Ok(())
 }
 
@@ -254,10 +265,11 @@ pub async fn delete(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<bool, StoreError> {
     let n = c
         .execute("DELETE FROM keys WHERE id = $1 AND workspace_id = $2", &[&id, &workspace_id])
-        .await?;
+        .await
+        .context("deleting a key")?;
     Ok(n == 1)
 }
 
@@ -268,7 +280,7 @@ pub async fn spend_credits(
     id: &str,
     cost: i64,
     period_start: Option<OffsetDateTime>,
-) -> Result<Option<i64>, tokio_postgres::Error> {
+) -> Result<Option<i64>, StoreError> {
     let row = c
         .query_opt(
             "WITH due AS (SELECT id, refill_interval IS NOT NULL AND $3::timestamptz IS NOT NULL \
@@ -281,43 +293,79 @@ pub async fn spend_credits(
              RETURNING k.credits_remaining",
             &[&id, &cost, &period_start],
         )
-        .await?;
+        .await
+        .context("spending credits")?;
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Credits left now (after any due refill), for an answer when spending failed.
-pub async fn credits(
-    c: &impl GenericClient,
-    id: &str,
-) -> Result<Option<i64>, tokio_postgres::Error> {
+/// Credits left now, for an answer when spending failed.
+pub async fn credits(c: &impl GenericClient, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(c.query_opt("SELECT credits_remaining FROM keys WHERE id = $1", &[&id])
-        .await?
+        .await
+        .context("reading credits")?
         .and_then(|r| r.get(0)))
 }
 
-/// `set`, `increment` or `decrement` credits; `set` with `None` makes them unlimited.
+/// What a credit operation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreditChange {
+    /// Applied; the credits now (`None`: unlimited) and the refill rule.
+    Done(Option<i64>, Option<Refill>),
+    /// An increment or decrement of a key with unlimited credits.
+    Unlimited,
+    /// No such key in the workspace.
+    Missing,
+}
+
+/// Applies a credit operation in one statement.
 pub async fn change_credits(
     c: &impl GenericClient,
+    workspace_id: &str,
     id: &str,
-    operation: &str,
-    value: Option<i64>,
-) -> Result<Option<i64>, tokio_postgres::Error> {
-    let sql = match operation {
-        "set" => {
-            "UPDATE keys SET credits_remaining = $2, updated_at = now() WHERE id = $1 RETURNING credits_remaining"
-        }
-        "increment" => {
-            "UPDATE keys SET credits_remaining = credits_remaining + $2, updated_at = now() WHERE id = $1 RETURNING credits_remaining"
-        }
-        _ => {
-            "UPDATE keys SET credits_remaining = greatest(credits_remaining - $2, 0), updated_at = now() WHERE id = $1 RETURNING credits_remaining"
+    op: CreditOp,
+) -> Result<CreditChange, StoreError> {
+    let (sql, value) = match op {
+        CreditOp::Set(v) => ("credits_remaining = $3", v),
+        CreditOp::Increment(v) => ("credits_remaining = credits_remaining + $3", Some(v)),
+        CreditOp::Decrement(v) => {
+            ("credits_remaining = greatest(credits_remaining - $3, 0)", Some(v))
         }
     };
-    Ok(c.query_opt(sql, &[&id, &value]).await?.and_then(|r| r.get(0)))
+    let limited_only = !matches!(op, CreditOp::Set(_));
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE keys SET {sql}, updated_at = now() \
+                 WHERE id = $1 AND workspace_id = $2 AND (NOT $4 OR credits_remaining IS NOT NULL) \
+                 RETURNING credits_remaining, refill_amount, refill_interval, refill_day"
+            ),
+            &[&id, &workspace_id, &value, &limited_only],
+        )
+        .await
+        .context("changing credits")?;
+    let Some(row) = row else {
+        let exists = c
+            .query_opt(
+                "SELECT 1 FROM keys WHERE id = $1 AND workspace_id = $2",
+                &[&id, &workspace_id],
+            )
+            .await
+            .context("reading a key")?
+            .is_some();
+        return Ok(if exists { CreditChange::Unlimited } else { CreditChange::Missing });
+    };
+    let interval = row.get::<_, Option<String>>(2).as_deref().and_then(RefillInterval::parse);
+    let refill = match (row.get::<_, Option<i64>>(1), interval) {
+        (Some(amount), Some(interval)) => Some(Refill { interval, amount, day: row.get(3) }),
+        _ => None,
+    };
+    Ok(CreditChange::Done(row.get(0), refill))
 }
 
 /// Records verification times, in one statement for a batch of keys.
-pub async fn touch(c: &impl GenericClient, ids: &[String]) -> Result<(), tokio_postgres::Error> {
-    c.execute("UPDATE keys SET last_used_at = now() WHERE id = ANY($1)", &[&ids]).await?;
+pub async fn touch(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    c.execute("UPDATE keys SET last_used_at = now() WHERE id = ANY($1)", &[&ids])
+        .await
+        .context("recording key usage")?;
     Ok(())
 }

@@ -3,30 +3,8 @@
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
-/// A stored root key, everything but its hash.
-#[derive(Debug, Clone)]
-pub struct RootKey {
-    /// `rk_…`.
-    pub id: String,
-    /// The workspace it administers.
-    pub workspace_id: String,
-    /// First characters, for display.
-    pub start: String,
-    /// Last characters, for display.
-    pub end: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Permission patterns.
-    pub permissions: Vec<String>,
-    /// Disabled keys authenticate nothing.
-    pub enabled: bool,
-    /// Expiry.
-    pub expires_at: Option<OffsetDateTime>,
-    /// Created.
-    pub created_at: OffsetDateTime,
-    /// Last used.
-    pub last_used_at: Option<OffsetDateTime>,
-}
+use super::{Context as _, StoreError};
+use crate::domain::root_keys::{RootKey, RootKeyPatch};
 
 const SELECT: &str = "SELECT id, workspace_id, start, end_chars, name, permissions, enabled, \
     expires_at, created_at, last_used_at FROM root_keys";
@@ -47,22 +25,27 @@ fn from_row(r: &tokio_postgres::Row) -> RootKey {
 }
 
 /// The root key with this hash.
-pub async fn by_hash(
-    c: &impl GenericClient,
-    hash: &[u8],
-) -> Result<Option<RootKey>, tokio_postgres::Error> {
-    Ok(c.query_opt(&format!("{SELECT} WHERE hash = $1"), &[&hash]).await?.as_ref().map(from_row))
+pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<RootKey>, StoreError> {
+    Ok(c.query_opt(&format!("{SELECT} WHERE hash = $1"), &[&hash])
+        .await
+        .context("finding a root key by its hash")?
+        .as_ref()
+        .map(from_row))
 }
 
-/// A root key of `workspace_id`.
-pub async fn get(
+/// A root key of `workspace_id`, its row locked until the transaction ends.
+pub async fn get_for_update(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<Option<RootKey>, tokio_postgres::Error> {
+) -> Result<Option<RootKey>, StoreError> {
     let row = c
-        .query_opt(&format!("{SELECT} WHERE id = $1 AND workspace_id = $2"), &[&id, &workspace_id])
-        .await?;
+        .query_opt(
+            &format!("{SELECT} WHERE id = $1 AND workspace_id = $2 FOR UPDATE"),
+            &[&id, &workspace_id],
+        )
+        .await
+        .context("locking a root key")?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -72,38 +55,65 @@ pub async fn list(
     workspace_id: &str,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<RootKey>, tokio_postgres::Error> {
+) -> Result<Vec<RootKey>, StoreError> {
     let rows = c
         .query(
             &format!("{SELECT} WHERE workspace_id = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"),
             &[&workspace_id, &after, &limit],
         )
-        .await?;
+        .await
+        .context("listing root keys")?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// Inserts a root key with its hash.
-pub async fn insert(
-    c: &impl GenericClient,
-    key: &RootKey,
-    hash: &[u8],
-) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(c: &impl GenericClient, key: &RootKey, hash: &[u8]) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO root_keys (id, workspace_id, hash, start, end_chars, name, permissions, enabled, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[&key.id, &key.workspace_id, &hash, &key.start, &key.end, &key.name, &key.permissions, &key.enabled, &key.expires_at],
     )
-    .await?;
+    .await
+    .context("inserting a root key")?;
     Ok(())
 }
 
-/// Writes name, permissions, enabled and expiry back.
-pub async fn update(c: &impl GenericClient, key: &RootKey) -> Result<(), tokio_postgres::Error> {
+/// Writes exactly the fields `patch` gives, in one statement.
+pub async fn update(
+    c: &impl GenericClient,
+    id: &str,
+    patch: &RootKeyPatch,
+) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE root_keys SET name = $2, permissions = $3, enabled = $4, expires_at = $5, updated_at = now() WHERE id = $1",
-        &[&key.id, &key.name, &key.permissions, &key.enabled, &key.expires_at],
+        "UPDATE root_keys SET name = CASE WHEN $2 THEN $3 ELSE name END, \
+         permissions = coalesce($4, permissions), enabled = coalesce($5, enabled), \
+         updated_at = now() WHERE id = $1",
+        &[
+            &id,
+            &patch.name.is_some(),
+            &patch.name.clone().flatten(),
+            &patch.permissions,
+            &patch.enabled,
+        ],
     )
-    .await?;
+    .await
+    .context("updating a root key")?;
+    Ok(())
+}
+
+/// Makes a root key expire at `at` at the latest (an earlier expiry stays).
+pub async fn expire_by(
+    c: &impl GenericClient,
+    id: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE root_keys SET expires_at = LEAST(coalesce(expires_at, $2), $2), updated_at = now() \
+         WHERE id = $1",
+        &[&id, &at],
+    )
+    .await
+    .context("setting a rerolled root key's expiry")?;
     Ok(())
 }
 
@@ -112,11 +122,12 @@ pub async fn delete(
     c: &impl GenericClient,
     workspace_id: &str,
     id: &str,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<bool, StoreError> {
     Ok(c.execute(
         "DELETE FROM root_keys WHERE id = $1 AND workspace_id = $2",
         &[&id, &workspace_id],
     )
-    .await?
+    .await
+    .context("deleting a root key")?
         == 1)
 }

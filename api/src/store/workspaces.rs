@@ -2,25 +2,24 @@
 
 use deadpool_postgres::GenericClient;
 
-/// Creates a workspace; `None` when the name is taken.
-pub async fn create(
-    c: &impl GenericClient,
-    id: &str,
-    name: &str,
-) -> Result<bool, tokio_postgres::Error> {
+use super::{Context as _, StoreError};
+
+/// Creates a workspace; `false` when the name is taken.
+pub async fn create(c: &impl GenericClient, id: &str, name: &str) -> Result<bool, StoreError> {
     let n = c
         .execute(
             "INSERT INTO workspaces (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             &[&id, &name],
         )
-        .await?;
+        .await
+        .context("creating a workspace")?;
     Ok(n == 1)
 }
 
-/// The id of the workspace called `name`.
-pub async fn id_by_name(
-    c: &impl GenericClient,
-    name: &str,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    Ok(c.query_opt("SELECT id FROM workspaces WHERE name = $1", &[&name]).await?.map(|r| r.get(0)))
+/// The id of the workspace named, or with the id, `name_or_id`.
+pub async fn find(c: &impl GenericClient, name_or_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(c.query_opt("SELECT id FROM workspaces WHERE name = $1 OR id = $1", &[&name_or_id])
+        .await
+        .context("finding a workspace")?
+        .map(|r| r.get(0)))
 }

@@ -11,8 +11,8 @@ use zeroize::Zeroizing;
 use super::extract::{Caller, JsonBody};
 use crate::domain::{KeyringName, Role, check_context};
 use crate::error::VaultError;
+use crate::http::AppState;
 use crate::service::data::ItemError;
-use crate::startup::AppState;
 
 /// `{"keyring","items":[{"plaintext","context"}]}`.
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::{Peer, Role};
 use crate::error::VaultError;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// The verified client of this connection.
 #[derive(Debug, Clone)]

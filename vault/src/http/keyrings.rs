@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::extract::{Caller, JsonBody};
 use crate::domain::{KeyringName, Role};
 use crate::error::VaultError;
+use crate::http::AppState;
 use crate::service::keyrings::Description;
-use crate::startup::AppState;
 
 /// `{"min_decryption_version"}`.
 #[derive(Deserialize)]

@@ -1,11 +1,16 @@
-//! HTTP routers: the mTLS listener's API and the plain-HTTP ops listener.
+//! The HTTP edge: the mTLS listener's API, the plain-HTTP ops listener, the state their handlers
+//! share and the wire form of [`VaultError`](crate::error::VaultError). Kept here so the service
+//! layer beneath never names axum.
 
 mod data;
+mod error;
 mod extract;
 mod keyrings;
 mod ops;
 mod sys;
 mod trace;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -13,9 +18,19 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::audit::AuditLog;
+use crate::service::Vault;
 
 pub use ops::METRICS;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// This replica.
+    pub vault: Arc<Vault>,
+    /// Where every call on the mTLS listener is recorded before it is answered.
+    pub audit: Arc<AuditLog>,
+}
 
 /// Routes of the mTLS listener. Each handler checks the caller's role first; the service then
 /// refuses with `VAULT_LOCKED` anything that needs keys while this replica is locked.

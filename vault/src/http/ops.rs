@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// The process is up and serving HTTP.
 pub async fn healthz() -> Json<Value> {

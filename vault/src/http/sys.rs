@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::extract::{Caller, JsonBody};
 use crate::domain::Role;
 use crate::error::VaultError;
+use crate::http::AppState;
 use crate::service::lifecycle::Status;
-use crate::startup::AppState;
 
 /// `{"key"}`.
 #[derive(Deserialize)]

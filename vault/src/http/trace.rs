@@ -12,7 +12,7 @@ use tracing::field::Empty;
 use crate::audit::Entry;
 use crate::domain::Peer;
 use crate::error::VaultError;
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Traces, audits, measures and logs each request.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use strongbox_shared::db::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::{StoreError, rewrap as sql};
 use crate::vault_client::{VaultClient, VaultFailure};
 
 /// Session advisory lock held by a running rewrap.
@@ -46,8 +47,8 @@ pub enum RewrapError {
     Other(#[from] anyhow::Error),
 }
 
-impl From<tokio_postgres::Error> for RewrapError {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<StoreError> for RewrapError {
+    fn from(e: StoreError) -> Self {
         Self::Other(e.into())
     }
 }
@@ -66,22 +67,14 @@ pub async fn run(
 ) -> Result<Vec<Outcome>, RewrapError> {
     let lock = strongbox_shared::db::connect(database).await?;
     if wait {
-        lock.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await?;
-    } else {
-        let got: bool = lock.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK]).await?.get(0);
-        if !got {
-            return Err(RewrapError::Busy);
-        }
+        sql::lock(&lock, LOCK).await?;
+    } else if !sql::try_lock(&lock, LOCK).await? {
+        return Err(RewrapError::Busy);
     }
-    let db = strongbox_shared::db::connect(database).await?;
+    let mut db = strongbox_shared::db::connect(database).await?;
     let keyrings: Vec<String> = match keyring {
         Some(k) => vec![k.to_owned()],
-        None => db
-            .query("SELECT DISTINCT keyring FROM encrypted_keys ORDER BY keyring", &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect(),
+        None => sql::keyrings(&db).await?,
     };
     let mut outcomes = Vec::new();
     for keyring in keyrings {
@@ -90,75 +83,40 @@ pub async fn run(
             Err(VaultFailure::KeyringDeleted | VaultFailure::KeyringNotFound) => continue,
             Err(e) => return Err(RewrapError::Vault(e)),
         };
-        outcomes.push(one(&db, vault, &keyring, target, batch.max(1), progress).await?);
+        outcomes.push(one(&mut db, vault, &keyring, target, batch.max(1), progress).await?);
     }
     // Closing the lock's connection releases it even if this unlock is never sent.
-    lock.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
+    sql::unlock(&lock, LOCK).await?;
     Ok(outcomes)
 }
 
 async fn one(
-    db: &tokio_postgres::Client,
+    db: &mut tokio_postgres::Client,
     vault: &VaultClient,
     keyring: &str,
     target: i32,
     batch: i64,
     progress: Progress<'_>,
 ) -> Result<Outcome, RewrapError> {
-    // Resume an unfinished run for the same target; otherwise walk from the start. `rows_done`
-    // counts every row moved to this target, across runs.
-    let row = db
-        .query_one(
-            "INSERT INTO rewrap_progress (keyring, target_version) VALUES ($1, $2) \
-             ON CONFLICT (keyring) DO UPDATE SET \
-               last_key_id = CASE WHEN rewrap_progress.target_version = $2 AND rewrap_progress.finished_at IS NULL \
-                                  THEN rewrap_progress.last_key_id ELSE '' END, \
-               rows_done = CASE WHEN rewrap_progress.target_version = $2 \
-                                THEN rewrap_progress.rows_done ELSE 0 END, \
-               rows_failed = 0, target_version = $2, finished_at = NULL, updated_at = now() \
-             RETURNING last_key_id, rows_done",
-            &[&keyring, &target],
-        )
-        .await?;
-    let mut cursor: String = row.get(0);
-    let done_before: i64 = row.get(1);
-    let total: i64 = db
-        .query_one(
-            "SELECT count(*) FROM encrypted_keys WHERE keyring = $1 AND dek_version < $2",
-            &[&keyring, &target],
-        )
-        .await?
-        .get(0);
+    let (mut cursor, done_before) = sql::start(&*db, keyring, target).await?;
+    let total = sql::count_below(&*db, keyring, target).await?;
     let (mut moved, mut failed) = (0u64, 0u64);
     loop {
-        let rows = db
-            .query(
-                "SELECT key_id, ciphertext FROM encrypted_keys WHERE keyring = $1 AND dek_version < $2 \
-                 AND key_id > $3 ORDER BY key_id LIMIT $4",
-                &[&keyring, &target, &cursor, &batch],
-            )
-            .await?;
-        if rows.is_empty() {
+        let read = sql::batch(&*db, keyring, target, &cursor, batch).await?;
+        if read.is_empty() {
             break;
         }
-        let read: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let items: Vec<(&str, &str)> =
             read.iter().map(|(id, ct)| (ct.as_str(), id.as_str())).collect();
         let results = vault.rewrap(keyring, &items).await.map_err(RewrapError::Vault)?;
         let (mut batch_moved, mut batch_failed) = (0i64, 0i64);
-        db.batch_execute("BEGIN").await?;
+        let tx = db.transaction().await.map_err(|e| RewrapError::Other(e.into()))?;
         for ((key_id, old), result) in read.iter().zip(results) {
             match result {
                 Ok((new, version)) => {
-                    // Only if the row still holds what was read: a reroll or delete wins.
-                    let n = db
-                        .execute(
-                            "UPDATE encrypted_keys SET ciphertext = $3, dek_version = $4, updated_at = now() \
-                             WHERE key_id = $1 AND ciphertext = $2",
-                            &[key_id, old, &new, &version],
-                        )
-                        .await?;
-                    batch_moved += i64::try_from(n).unwrap_or(0);
+                    if sql::replace(&tx, key_id, old, &new, version).await? {
+                        batch_moved += 1;
+                    }
                 }
                 Err(code) => {
                     batch_failed += 1;
@@ -172,26 +130,14 @@ async fn one(
             }
         }
         cursor = read.last().map(|(id, _)| id.clone()).unwrap_or_default();
-        db.execute(
-            "UPDATE rewrap_progress SET last_key_id = $2, rows_done = rows_done + $3, \
-             rows_failed = rows_failed + $4, updated_at = now() WHERE keyring = $1",
-            &[&keyring, &cursor, &batch_moved, &batch_failed],
-        )
-        .await?;
-        db.batch_execute("COMMIT").await?;
+        sql::advance(&tx, keyring, &cursor, batch_moved, batch_failed).await?;
+        tx.commit().await.map_err(|e| RewrapError::Other(e.into()))?;
         moved += u64::try_from(batch_moved).unwrap_or(0);
         failed += u64::try_from(batch_failed).unwrap_or(0);
         progress(keyring, u64::try_from(done_before).unwrap_or(0) + moved, total + done_before);
     }
-    db.execute("UPDATE rewrap_progress SET finished_at = now() WHERE keyring = $1", &[&keyring])
-        .await?;
-    let remaining: i64 = db
-        .query_one(
-            "SELECT count(*) FROM encrypted_keys WHERE keyring = $1 AND dek_version < $2",
-            &[&keyring, &target],
-        )
-        .await?
-        .get(0);
+    sql::finish(&*db, keyring).await?;
+    let remaining = sql::count_below(&*db, keyring, target).await?;
     tracing::info!(keyring, target, moved, failed, remaining, "rewrap finished");
     Ok(Outcome { keyring: keyring.to_owned(), target_version: target, moved, failed, remaining })
 }
@@ -206,24 +152,11 @@ pub async fn retire(
     outcomes: &[Outcome],
 ) -> Result<Vec<(String, i32)>, RewrapError> {
     let db = strongbox_shared::db::connect(database).await?;
-    let below = |keyring: String, version: i32| {
-        let db = &db;
-        async move {
-            let n: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM encrypted_keys WHERE keyring = $1 AND dek_version < $2",
-                    &[&keyring, &version],
-                )
-                .await?
-                .get(0);
-            Ok::<i64, tokio_postgres::Error>(n)
-        }
-    };
     let mut retired = Vec::new();
     for outcome in outcomes {
         let keyring = outcome.keyring.clone();
         let (latest, previous_min) = vault.versions(&keyring).await.map_err(RewrapError::Vault)?;
-        let waiting = below(keyring.clone(), latest).await?;
+        let waiting = sql::count_below(&db, &keyring, latest).await?;
         if waiting > 0 {
             return Err(RewrapError::Other(anyhow::anyhow!(
                 "{waiting} stored key(s) of keyring {keyring} are still below version {latest}; run rewrap first"
@@ -231,7 +164,7 @@ pub async fn retire(
         }
         operator.set_min_decryption_version(&keyring, latest).await.map_err(RewrapError::Vault)?;
         // Every api write after this point uses the newest version; check what landed before.
-        let late = below(keyring.clone(), latest).await?;
+        let late = sql::count_below(&db, &keyring, latest).await?;
         if late > 0 {
             operator
                 .set_min_decryption_version(&keyring, previous_min)

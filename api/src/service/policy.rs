@@ -1,0 +1,189 @@
+//! The one authorization policy. A call states what it needs as a typed [`Perm`]
+//! (`Perm::api(&api_id, Action::ReadKey)`), never as a formatted string, and a root key acts on
+//! another root key only if it covers every permission the other holds.
+//!
+//! [`Principal`] has no public constructor: only [`Service::authenticate`] makes one, so no admin
+//! call can run without an authenticated, enabled, unexpired root key.
+
+use std::sync::Arc;
+
+use strongbox_shared::permissions::{Perm, Permission, allows, covers};
+use time::OffsetDateTime;
+
+use super::{Service, ServiceError};
+use crate::domain::Invalid;
+use crate::domain::root_keys::earliest;
+use crate::store;
+
+/// An authenticated root key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    key_id: String,
+    workspace_id: String,
+    permissions: Arc<[Permission]>,
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl Principal {
+    /// The root key's id (logged as `auth.root_key`).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The workspace it administers; nothing outside it is visible.
+    pub fn workspace_id(&self) -> &str {
+        &self.workspace_id
+    }
+
+    /// When it stops working.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expires_at
+    }
+
+    /// Whether the root key holds `needed`.
+    pub fn holds(&self, needed: &Perm) -> bool {
+        allows(&self.permissions, needed)
+    }
+
+    /// Refuses with 403 unless the root key holds `needed`.
+    pub fn require(&self, needed: Perm) -> Result<(), ServiceError> {
+        if self.holds(&needed) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!("this root key lacks the permission {needed}")))
+        }
+    }
+
+    /// An expiry for a root key this one makes: never later than its own.
+    pub fn clamp_expiry(&self, wanted: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        earliest(wanted, self.expires_at)
+    }
+
+    /// Refuses unless every permission in `wanted` is one this root key could hold itself;
+    /// `location` names the field (`permissions`). Returns them parsed.
+    pub async fn may_grant(
+        &self,
+        wanted: &[String],
+        location: &str,
+    ) -> Result<Vec<Permission>, ServiceError> {
+        if wanted.is_empty() {
+            return Err(Invalid::new(
+                "INVALID_PERMISSION",
+                location,
+                "a root key needs at least one permission",
+            )
+            .into());
+        }
+        let parsed = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Permission::parse(p).map_err(|e| {
+                    Invalid::new("INVALID_PERMISSION", format!("{location}[{i}]"), e.to_string())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.first_uncovered(parsed.clone()).await? {
+            None => Ok(parsed),
+            Some((i, Uncovered::No)) => Err(ServiceError::Forbidden(format!(
+                "this root key cannot grant {}: its own permissions do not cover it",
+                wanted[i]
+            ))),
+            Some((i, Uncovered::TooComplex)) => Err(too_complex(&format!("{location}[{i}]"))),
+        }
+    }
+
+    /// Refuses with 403 unless this root key covers every permission of `target`, the root key
+    /// it is about to create, change, reroll or delete: a narrower key must never act on a wider
+    /// one (that would let it mint itself the wider key's rights).
+    pub async fn may_act_on(&self, target_id: &str, target: &[String]) -> Result<(), ServiceError> {
+        // A stored permission that no longer parses is covered by nothing.
+        let Ok(parsed) = target.iter().map(|p| Permission::parse(p)).collect::<Result<Vec<_>, _>>()
+        else {
+            return Err(self.wider(target_id));
+        };
+        match self.first_uncovered(parsed).await? {
+            None => Ok(()),
+            Some((_, Uncovered::No)) => Err(self.wider(target_id)),
+            Some((_, Uncovered::TooComplex)) => Err(too_complex("keyId")),
+        }
+    }
+
+    fn wider(&self, target_id: &str) -> ServiceError {
+        ServiceError::Forbidden(format!(
+            "root key {target_id} holds permissions this root key does not cover; only a root key \
+             covering all of them may change, reroll or delete it"
+        ))
+    }
+
+    /// The first of `wanted` this key does not cover, and why. Containment is CPU work bounded
+    /// by a budget; it runs on the blocking pool, never on an async worker.
+    async fn first_uncovered(
+        &self,
+        wanted: Vec<Permission>,
+    ) -> Result<Option<(usize, Uncovered)>, ServiceError> {
+        let held = self.permissions.clone();
+        tokio::task::spawn_blocking(move || {
+            wanted.iter().enumerate().find_map(|(i, w)| match covers(&held, w) {
+                Ok(true) => None,
+                Ok(false) => Some((i, Uncovered::No)),
+                Err(_) => Some((i, Uncovered::TooComplex)),
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::internal("checking permission containment", e))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Uncovered {
+    No,
+    TooComplex,
+}
+
+fn too_complex(location: &str) -> ServiceError {
+    Invalid::new(
+        "PERMISSION_TOO_COMPLEX",
+        location,
+        "this permission is too complex to check against the root key's own; use fewer wildcards",
+    )
+    .into()
+}
+
+impl Service {
+    /// The root key `token` (`sb_…`), if valid, enabled and unexpired.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, ServiceError> {
+        let invalid = || ServiceError::Unauthenticated("the root key is invalid".to_owned());
+        if !strongbox_shared::keys::looks_like_root_key(token) {
+            return Err(invalid());
+        }
+        let hashed = strongbox_shared::keys::hash(token);
+        let key = match self.cache.root_key(&hashed) {
+            Some(key) => key,
+            None => {
+                let epoch = self.cache.epoch();
+                let key = store::root_keys::by_hash(&self.db().await?, &hashed)
+                    .await?
+                    .ok_or_else(invalid)?;
+                let key = Arc::new(key);
+                self.cache.put_root_key_if_current(hashed, key.clone(), epoch);
+                key
+            }
+        };
+        if !key.enabled {
+            return Err(ServiceError::Unauthenticated("the root key is disabled".to_owned()));
+        }
+        if key.expires_at.is_some_and(|t| t <= OffsetDateTime::now_utc()) {
+            return Err(ServiceError::Unauthenticated("the root key has expired".to_owned()));
+        }
+        let span = tracing::Span::current();
+        span.record("auth.root_key", key.id.as_str());
+        span.record("workspace_id", key.workspace_id.as_str());
+        Ok(Principal {
+            key_id: key.id.clone(),
+            workspace_id: key.workspace_id.clone(),
+            permissions: key.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect(),
+            expires_at: key.expires_at,
+        })
+    }
+}
