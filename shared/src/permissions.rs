@@ -104,11 +104,19 @@ impl Permission {
     }
 
     /// Whether this pattern matches the concrete permission `name`. Runs the pattern as an
-    /// automaton, so the time is linear in both lengths whatever the wildcards.
+    /// automaton: the time is at most the product of both lengths, whatever the wildcards. For
+    /// inputs a caller controls, use [`Permission::matches_within`].
     pub fn matches(&self, name: &str) -> bool {
+        self.matches_within(name, &mut Budget::new(usize::MAX)).unwrap_or(false)
+    }
+
+    /// [`Permission::matches`], spending from `budget` one unit per segment plus one per live
+    /// automaton state.
+    pub fn matches_within(&self, name: &str, budget: &mut Budget) -> Result<bool, TooComplex> {
         let is_any = |s: usize| matches!(self.tokens.get(s), Some(Token::Any));
         let mut states = closure(vec![0], is_any);
         for segment in name.split('.') {
+            budget.spend(1 + states.len())?;
             let next = states
                 .iter()
                 .filter_map(|&s| match self.tokens.get(s) {
@@ -120,10 +128,10 @@ impl Permission {
                 .collect();
             states = closure(next, is_any);
             if states.is_empty() {
-                return false;
+                return Ok(false);
             }
         }
-        states.last() == Some(&self.tokens.len())
+        Ok(states.last() == Some(&self.tokens.len()))
     }
 }
 
@@ -215,16 +223,38 @@ impl Node {
     }
 }
 
-/// Work done so far by one [`covers`] call.
-#[derive(Debug, Default)]
-struct Budget {
-    spent: usize,
+/// An allowance of work for checks whose cost depends on their input (containment, matching,
+/// verifyKey's queries): each spends from it, and past it the check stops with [`TooComplex`].
+/// One budget spans a whole request, so asking many small questions cannot add up to a big one.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    left: usize,
 }
 
 impl Budget {
-    fn spend(&mut self, units: usize) -> Result<(), TooComplex> {
-        self.spent = self.spent.saturating_add(units);
-        if self.spent > COVERS_BUDGET { Err(TooComplex) } else { Ok(()) }
+    /// An allowance of `units`.
+    pub fn new(units: usize) -> Self {
+        Self { left: units }
+    }
+
+    /// Spends `units`, or says the work is too complex.
+    pub fn spend(&mut self, units: usize) -> Result<(), TooComplex> {
+        match self.left.checked_sub(units) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => {
+                self.left = 0;
+                Err(TooComplex)
+            }
+        }
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(COVERS_BUDGET)
     }
 }
 
@@ -237,11 +267,15 @@ pub fn covers(held: &[Permission], wanted: &Permission) -> Result<bool, TooCompl
     covers_within(held, wanted, &mut Budget::default())
 }
 
-fn covers_within(
+/// [`covers`], spending from `budget`: one budget for all the checks of a request.
+pub fn covers_within(
     held: &[Permission],
     wanted: &Permission,
     budget: &mut Budget,
 ) -> Result<bool, TooComplex> {
+    // Reading every pattern once (the fast paths, then numbering literals) is paid for first.
+    budget
+        .spend(1 + wanted.tokens.len() + held.iter().map(|h| 1 + h.tokens.len()).sum::<usize>())?;
     // Fast paths, each exact: they answer the common cases without a search.
     // `**` (or `*` alone, or `**.**`) matches every name.
     if held.iter().any(|h| h.tokens.iter().all(|t| *t == Token::Any)) {
@@ -253,7 +287,12 @@ fn covers_within(
     }
     // A pattern without wildcards matches exactly one name, its own text.
     if wanted.tokens.iter().all(|t| matches!(t, Token::Literal(_))) {
-        return Ok(held.iter().any(|h| h.matches(&wanted.text)));
+        for h in held {
+            if h.matches_within(&wanted.text, budget)? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
     }
     let mut ids = HashMap::new();
     let wanted_tokens = intern(&wanted.tokens, &mut ids);
@@ -458,10 +497,27 @@ impl Query {
 
     /// Whether a key holding `held` satisfies the query.
     pub fn holds(&self, held: &[Permission]) -> bool {
+        self.holds_within(held, &mut Budget::new(usize::MAX)).unwrap_or(false)
+    }
+
+    /// [`Query::holds`], spending from `budget`: the key's permissions and the query both come
+    /// from callers, and their product can be large.
+    pub fn holds_within(
+        &self,
+        held: &[Permission],
+        budget: &mut Budget,
+    ) -> Result<bool, TooComplex> {
         match self {
-            Self::Name(name) => held.iter().any(|p| p.matches(name)),
-            Self::And(a, b) => a.holds(held) && b.holds(held),
-            Self::Or(a, b) => a.holds(held) || b.holds(held),
+            Self::Name(name) => {
+                for p in held {
+                    if p.matches_within(name, budget)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Self::And(a, b) => Ok(a.holds_within(held, budget)? && b.holds_within(held, budget)?),
+            Self::Or(a, b) => Ok(a.holds_within(held, budget)? || b.holds_within(held, budget)?),
         }
     }
 }
@@ -721,7 +777,8 @@ mod tests {
         for (wanted, expected) in cases {
             let mut budget = Budget::default();
             assert_eq!(covers_within(&held, &p(wanted), &mut budget), Ok(expected), "{wanted}");
-            assert!(budget.spent < COVERS_BUDGET / 4, "{wanted} cost {}", budget.spent);
+            let spent = COVERS_BUDGET - budget.left;
+            assert!(spent < COVERS_BUDGET / 4, "{wanted} cost {spent}");
         }
     }
 

@@ -82,8 +82,20 @@ pub fn cut_page<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Op
     if more { rows.last().map(|r| id(r).to_owned()) } else { None }
 }
 
-/// Checks permission strings as a key or root key would hold them.
-pub fn check_permissions(permissions: &[String]) -> Result<(), Invalid> {
+/// Most permissions a customer key may hold.
+pub const MAX_KEY_PERMISSIONS: usize = 1000;
+/// Most permissions a root key may hold. Acting on a root key means covering each of them.
+pub const MAX_ROOT_KEY_PERMISSIONS: usize = 100;
+
+/// Checks permission strings as a key would hold them: at most `max`, each well formed.
+pub fn check_permissions(permissions: &[String], max: usize) -> Result<(), Invalid> {
+    if permissions.len() > max {
+        return Err(Invalid::new(
+            "INVALID_PERMISSION",
+            "permissions",
+            format!("at most {max} permissions"),
+        ));
+    }
     for (i, p) in permissions.iter().enumerate() {
         strongbox_shared::permissions::Permission::parse(p).map_err(|e| {
             Invalid::new("INVALID_PERMISSION", format!("permissions[{i}]"), e.to_string())

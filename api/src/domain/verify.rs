@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use strongbox_shared::permissions::{Permission, Query};
+use strongbox_shared::permissions::{Budget, Permission, Query, TooComplex};
 use time::OffsetDateTime;
 
 use super::keys::{Key, Refill, RefillInterval};
@@ -135,23 +135,33 @@ pub fn period_start(refill: &Refill, now: OffsetDateTime) -> OffsetDateTime {
     on(year, month)
 }
 
+/// The work one verification may spend on its permission query: the key's permissions and the
+/// query both come from callers, and the matching cost is their product. Real queries against
+/// real keys spend a few hundred units; the budget keeps the worst case near a millisecond.
+pub const QUERY_BUDGET: usize = 200_000;
+
 /// The checks before credits and rate limits, in Unkey's order: enabled, not expired, the
-/// permission query. `None` when all pass.
-pub fn precheck(key: &Key, now: OffsetDateTime, query: Option<&Query>) -> Option<Code> {
+/// permission query. `None` when all pass; `TooComplex` when the query could not be decided
+/// within [`QUERY_BUDGET`].
+pub fn precheck(
+    key: &Key,
+    now: OffsetDateTime,
+    query: Option<&Query>,
+) -> Result<Option<Code>, TooComplex> {
     if !key.enabled {
-        return Some(Code::Disabled);
+        return Ok(Some(Code::Disabled));
     }
     if key.expires_at.is_some_and(|t| t <= now) {
-        return Some(Code::Expired);
+        return Ok(Some(Code::Expired));
     }
     if let Some(query) = query {
         let held: Vec<Permission> =
             key.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect();
-        if !query.holds(&held) {
-            return Some(Code::InsufficientPermissions);
+        if !query.holds_within(&held, &mut Budget::new(QUERY_BUDGET))? {
+            return Ok(Some(Code::InsufficientPermissions));
         }
     }
-    None
+    Ok(None)
 }
 
 #[cfg(test)]

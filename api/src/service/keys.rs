@@ -11,7 +11,7 @@ use super::recovery::Mode;
 use super::{Changed, Parsed, Principal, Service, ServiceError, new_id};
 use crate::domain::keys::{CreditOp, Key, KeyPatch, NewKey, Ratelimit, RatelimitSpec, Refill};
 use crate::domain::keys::{check_meta, check_name, check_ratelimits};
-use crate::domain::{check_permissions, reroll_expiration};
+use crate::domain::{Invalid, MAX_KEY_PERMISSIONS, check_permissions, reroll_expiration};
 use crate::store::keys::CreditChange;
 use crate::store::{self, Context as _};
 
@@ -21,6 +21,11 @@ pub struct Created {
     pub key_id: String,
     /// The key, wiped from memory when dropped.
     pub key: Zeroizing<String>,
+}
+
+/// An `expiration` past the end of representable time.
+pub(crate) fn too_far() -> ServiceError {
+    Invalid::new("INVALID_EXPIRATION", "expiration", "expiration is too far in the future").into()
 }
 
 fn not_found(key_id: &str) -> ServiceError {
@@ -86,7 +91,7 @@ impl Service {
         if let Some(meta) = &new.meta {
             check_meta(meta)?;
         }
-        check_permissions(&new.permissions)?;
+        check_permissions(&new.permissions, MAX_KEY_PERMISSIONS)?;
         check_ratelimits(&new.ratelimits)?;
         let plaintext = new_plaintext(new.prefix.as_deref(), new.byte_length)?;
         let mut key = Key {
@@ -182,7 +187,7 @@ impl Service {
             check_meta(meta)?;
         }
         if let Some(permissions) = &patch.permissions {
-            check_permissions(permissions)?;
+            check_permissions(permissions, MAX_KEY_PERMISSIONS)?;
         }
         let ratelimits = match &patch.ratelimits {
             Some(specs) => {
@@ -265,7 +270,10 @@ impl Service {
             None => {
                 store::keys::delete(&tx, caller.workspace_id(), &current.id).await?;
             }
-            Some(after) => store::keys::expire_by(&tx, &current.id, now + after).await?,
+            Some(after) => {
+                let at = now.checked_add(after).ok_or_else(too_far)?;
+                store::keys::expire_by(&tx, &current.id, at).await?;
+            }
         }
         self.commit(tx, Changed::keys([current.id.clone()])).await?;
         tracing::info!(old_key_id = %current.id, key_id = %new.id, "rerolled key");
@@ -290,7 +298,7 @@ impl Service {
         let (remaining, refill) = match change {
             CreditChange::Done(remaining, refill) => (remaining, refill),
             CreditChange::Unlimited => {
-                return Err(crate::domain::Invalid::new(
+                return Err(Invalid::new(
                     "INVALID_CREDITS",
                     "operation",
                     "this key has unlimited credits; use set first",

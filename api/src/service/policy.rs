@@ -7,19 +7,26 @@
 
 use std::sync::Arc;
 
-use strongbox_shared::permissions::{Perm, Permission, allows, covers};
+use strongbox_shared::permissions::{Budget, Perm, Permission, allows, covers_within};
 use time::OffsetDateTime;
 
 use super::{Service, ServiceError};
-use crate::domain::Invalid;
-use crate::domain::root_keys::earliest;
+use crate::domain::root_keys::{RootKey, earliest};
+use crate::domain::{Invalid, MAX_ROOT_KEY_PERMISSIONS};
 use crate::store;
+
+/// The work one request may spend deciding containment, across every permission it checks.
+/// Real requests spend a few thousand units; a pattern built to explode (`**.a.*.*.…`) runs out
+/// of it within milliseconds. See [`strongbox_shared::permissions::COVERS_BUDGET`].
+pub const CONTAINMENT_BUDGET: usize = 200_000;
 
 /// An authenticated root key.
 #[derive(Debug, Clone)]
 pub struct Principal {
     key_id: String,
     workspace_id: String,
+    /// As stored, to notice a change made while a request runs.
+    stored: Arc<[String]>,
     permissions: Arc<[Permission]>,
     expires_at: Option<OffsetDateTime>,
 }
@@ -66,11 +73,11 @@ impl Principal {
         wanted: &[String],
         location: &str,
     ) -> Result<Vec<Permission>, ServiceError> {
-        if wanted.is_empty() {
+        if wanted.is_empty() || wanted.len() > MAX_ROOT_KEY_PERMISSIONS {
             return Err(Invalid::new(
                 "INVALID_PERMISSION",
                 location,
-                "a root key needs at least one permission",
+                format!("a root key holds 1-{MAX_ROOT_KEY_PERMISSIONS} permissions"),
             )
             .into());
         }
@@ -117,21 +124,45 @@ impl Principal {
     }
 
     /// The first of `wanted` this key does not cover, and why. Containment is CPU work bounded
-    /// by a budget; it runs on the blocking pool, never on an async worker.
+    /// by one budget for all of `wanted`; it runs on the blocking pool, never on an async worker.
     async fn first_uncovered(
         &self,
         wanted: Vec<Permission>,
     ) -> Result<Option<(usize, Uncovered)>, ServiceError> {
         let held = self.permissions.clone();
         tokio::task::spawn_blocking(move || {
-            wanted.iter().enumerate().find_map(|(i, w)| match covers(&held, w) {
-                Ok(true) => None,
-                Ok(false) => Some((i, Uncovered::No)),
-                Err(_) => Some((i, Uncovered::TooComplex)),
+            let mut budget = Budget::new(CONTAINMENT_BUDGET);
+            wanted.iter().enumerate().find_map(|(i, w)| {
+                match covers_within(&held, w, &mut budget) {
+                    Ok(true) => None,
+                    Ok(false) => Some((i, Uncovered::No)),
+                    Err(_) => Some((i, Uncovered::TooComplex)),
+                }
             })
         })
         .await
         .map_err(|e| ServiceError::internal("checking permission containment", e))
+    }
+}
+
+impl Principal {
+    /// Confirms, from the caller's own row read under a lock in the acting transaction, that
+    /// the caller is still as it was authenticated: a narrowing, disable or delete of the caller
+    /// that commits meanwhile cannot be outrun.
+    pub(crate) fn confirm(&self, row: Option<&RootKey>) -> Result<(), ServiceError> {
+        match row {
+            Some(k)
+                if k.enabled
+                    && k.expires_at == self.expires_at
+                    && k.expires_at.is_none_or(|t| t > OffsetDateTime::now_utc())
+                    && *k.permissions == *self.stored =>
+            {
+                Ok(())
+            }
+            _ => Err(ServiceError::Unauthenticated(
+                "this root key was changed, disabled or deleted while the request ran".to_owned(),
+            )),
+        }
     }
 }
 
@@ -182,6 +213,7 @@ impl Service {
         Ok(Principal {
             key_id: key.id.clone(),
             workspace_id: key.workspace_id.clone(),
+            stored: key.permissions.iter().cloned().collect(),
             permissions: key.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect(),
             expires_at: key.expires_at,
         })

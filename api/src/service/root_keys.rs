@@ -6,14 +6,38 @@ use strongbox_shared::keys as keygen;
 use strongbox_shared::permissions::Perm;
 use time::OffsetDateTime;
 
-use super::keys::Created;
+use super::keys::{Created, too_far};
 use super::{Changed, Principal, Service, ServiceError, new_id};
+use crate::domain::keys::MAX_NAME_LEN;
 use crate::domain::root_keys::{NewRootKey, RootKey, RootKeyPatch, earliest, mint};
-use crate::domain::{cut_page, future_time, page_limit, reroll_expiration};
+use crate::domain::{Invalid, cut_page, future_time, page_limit, reroll_expiration};
 use crate::store::{self, Context as _};
 
 fn not_found(id: &str) -> ServiceError {
     ServiceError::NotFound(format!("root key {id} does not exist"))
+}
+
+fn check_name(name: Option<&str>) -> Result<(), ServiceError> {
+    if name.is_some_and(|n| n.len() > MAX_NAME_LEN) {
+        return Err(
+            Invalid::new("INVALID_NAME", "name", "name must be at most 255 characters").into()
+        );
+    }
+    Ok(())
+}
+
+/// Locks the caller's row and `id`'s (in id order), confirms the caller is unchanged, and
+/// returns the target, which the caller must then cover.
+async fn lock_target(
+    tx: &impl deadpool_postgres::GenericClient,
+    caller: &Principal,
+    id: &str,
+) -> Result<RootKey, ServiceError> {
+    let rows = store::root_keys::lock(tx, caller.workspace_id(), &[caller.key_id(), id]).await?;
+    caller.confirm(rows.iter().find(|k| k.id == caller.key_id()))?;
+    let target = rows.into_iter().find(|k| k.id == id).ok_or_else(|| not_found(id))?;
+    caller.may_act_on(&target.id, &target.permissions).await?;
+    Ok(target)
 }
 
 impl Service {
@@ -25,6 +49,7 @@ impl Service {
     ) -> Result<Created, ServiceError> {
         caller.require(Perm::manage_root_keys())?;
         caller.may_grant(&new.permissions, "permissions").await?;
+        check_name(new.name.as_deref())?;
         let expires_at = new.expires.map(|ms| future_time(ms, "expires")).transpose()?;
         let minted = mint(
             new_id("rk")?,
@@ -35,8 +60,12 @@ impl Service {
             caller.clamp_expiry(expires_at),
         )
         .map_err(|e| ServiceError::internal("minting a root key", e))?;
-        store::root_keys::insert(&self.db().await?, &minted.key, &keygen::hash(&minted.plaintext))
-            .await?;
+        let mut db = self.db().await?;
+        let tx = db.transaction().await.context("starting a transaction")?;
+        let me = store::root_keys::lock(&tx, caller.workspace_id(), &[caller.key_id()]).await?;
+        caller.confirm(me.first())?;
+        store::root_keys::insert(&tx, &minted.key, &keygen::hash(&minted.plaintext)).await?;
+        self.commit(tx, Changed::nothing()).await?;
         tracing::info!(created_root_key = %minted.key.id, "created root key");
         Ok(Created { key_id: minted.key.id, key: minted.plaintext })
     }
@@ -59,7 +88,8 @@ impl Service {
 
     /// `rootKeys.updateKey`: only the fields given, on a root key the caller covers (checked on
     /// the locked row, so a concurrent widening cannot slip past), with new permissions the
-    /// caller may grant. Takes effect at once on every replica.
+    /// caller may grant. Granting or enabling hands rights on, so the target then expires no
+    /// later than the caller. Takes effect at once on every replica.
     pub async fn update_root_key(
         &self,
         caller: &Principal,
@@ -70,13 +100,13 @@ impl Service {
         if let Some(permissions) = &patch.permissions {
             caller.may_grant(permissions, "permissions").await?;
         }
+        check_name(patch.name.as_ref().and_then(|n| n.as_deref()))?;
+        let hands_on = patch.permissions.is_some() || patch.enabled == Some(true);
+        let expire_by = if hands_on { caller.expires_at() } else { None };
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
-        let target = store::root_keys::get_for_update(&tx, caller.workspace_id(), id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        caller.may_act_on(&target.id, &target.permissions).await?;
-        store::root_keys::update(&tx, &target.id, &patch).await?;
+        let target = lock_target(&tx, caller, id).await?;
+        store::root_keys::update(&tx, &target.id, &patch, expire_by).await?;
         self.commit(tx, Changed::root_key(&target.id)).await?;
         tracing::info!(root_key = %target.id, "updated root key");
         Ok(())
@@ -96,10 +126,7 @@ impl Service {
         let new_key_id = new_id("rk")?;
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
-        let old = store::root_keys::get_for_update(&tx, caller.workspace_id(), id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        caller.may_act_on(&old.id, &old.permissions).await?;
+        let old = lock_target(&tx, caller, id).await?;
         let minted = mint(
             new_key_id,
             caller.workspace_id(),
@@ -115,7 +142,7 @@ impl Service {
                 store::root_keys::delete(&tx, caller.workspace_id(), &old.id).await?;
             }
             Some(after) => {
-                let at = OffsetDateTime::now_utc() + after;
+                let at = OffsetDateTime::now_utc().checked_add(after).ok_or_else(too_far)?;
                 store::root_keys::expire_by(
                     &tx,
                     &old.id,
@@ -134,10 +161,7 @@ impl Service {
         caller.require(Perm::manage_root_keys())?;
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
-        let target = store::root_keys::get_for_update(&tx, caller.workspace_id(), id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        caller.may_act_on(&target.id, &target.permissions).await?;
+        let target = lock_target(&tx, caller, id).await?;
         store::root_keys::delete(&tx, caller.workspace_id(), &target.id).await?;
         self.commit(tx, Changed::root_key(&target.id)).await?;
         tracing::info!(root_key = %target.id, "deleted root key");

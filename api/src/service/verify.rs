@@ -9,6 +9,7 @@ use strongbox_shared::permissions::{Action, Perm};
 use time::OffsetDateTime;
 
 use super::{Principal, Service, ServiceError};
+use crate::domain::Invalid;
 use crate::domain::keys::Key;
 use crate::domain::verify::{Code, LimitResult, Verdict, VerifyRequest, period_start, precheck};
 use crate::store;
@@ -95,7 +96,14 @@ impl Service {
             Ok(Verdict { code, key: Some(key.clone()), credits, ratelimits })
         };
         let now = OffsetDateTime::now_utc();
-        if let Some(code) = precheck(&key, now, request.permissions.as_ref()) {
+        let checked = precheck(&key, now, request.permissions.as_ref()).map_err(|_| {
+            Invalid::new(
+                "PERMISSION_TOO_COMPLEX",
+                "permissions",
+                "this permission query is too complex to check against the key's permissions",
+            )
+        })?;
+        if let Some(code) = checked {
             return verdict(code, key.credits_remaining, Vec::new());
         }
         let mut credits = None;

@@ -6,8 +6,8 @@ use strongbox_shared::db::DatabaseConfig;
 use crate::domain::root_keys::mint;
 use crate::store::{self, Context as _};
 
-/// What [`bootstrap`] made.
-#[derive(Debug, Clone)]
+/// What [`bootstrap`] made. Its `Debug` leaves the root key out, so no log line can carry it.
+#[derive(Clone)]
 pub struct Bootstrapped {
     /// The new workspace.
     pub workspace_id: String,
@@ -15,6 +15,16 @@ pub struct Bootstrapped {
     pub root_key_id: String,
     /// Its first root key (`sb_…`), shown once.
     pub root_key: String,
+}
+
+impl std::fmt::Debug for Bootstrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapped")
+            .field("workspace_id", &self.workspace_id)
+            .field("root_key_id", &self.root_key_id)
+            .field("root_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Creates workspace `name` and its first root key, which holds every permission (`**`).

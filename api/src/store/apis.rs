@@ -43,17 +43,23 @@ pub async fn delete(
     workspace_id: &str,
     id: &str,
 ) -> Result<Vec<String>, StoreError> {
-    // The API's row is locked first, so a key created meanwhile either lands before (and is
-    // listed here) or fails on the missing API.
-    let rows = c
-        .query(
-            "WITH gone AS (DELETE FROM apis WHERE id = $1 AND workspace_id = $2 RETURNING id) \
-             SELECT k.id FROM keys k JOIN gone ON k.api_id = gone.id",
-            &[&id, &workspace_id],
-        )
+    // The API's row is locked first: a key inserted meanwhile must share-lock it for its
+    // foreign key, so it either committed before (and is listed below) or waits and then fails
+    // on the missing API. No key escapes the list, and so the cache eviction.
+    c.query_opt(
+        "SELECT 1 FROM apis WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+        &[&id, &workspace_id],
+    )
+    .await
+    .context("locking an API")?;
+    let keys = c
+        .query("SELECT id FROM keys WHERE api_id = $1", &[&id])
+        .await
+        .context("listing an API's keys")?;
+    c.execute("DELETE FROM apis WHERE id = $1 AND workspace_id = $2", &[&id, &workspace_id])
         .await
         .context("deleting an API")?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(keys.iter().map(|r| r.get(0)).collect())
 }
 
 /// Writes the fields `patch` gives, in one statement. `false` when the API is gone.

@@ -33,20 +33,21 @@ pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<RootK
         .map(from_row))
 }
 
-/// A root key of `workspace_id`, its row locked until the transaction ends.
-pub async fn get_for_update(
+/// The root keys `ids` of `workspace_id` that exist, their rows locked until the transaction
+/// ends. Rows are locked in id order, so two requests locking the same pair cannot deadlock.
+pub async fn lock(
     c: &impl GenericClient,
     workspace_id: &str,
-    id: &str,
-) -> Result<Option<RootKey>, StoreError> {
-    let row = c
-        .query_opt(
-            &format!("{SELECT} WHERE id = $1 AND workspace_id = $2 FOR UPDATE"),
-            &[&id, &workspace_id],
+    ids: &[&str],
+) -> Result<Vec<RootKey>, StoreError> {
+    let rows = c
+        .query(
+            &format!("{SELECT} WHERE id = ANY($1) AND workspace_id = $2 ORDER BY id FOR UPDATE"),
+            &[&ids, &workspace_id],
         )
         .await
-        .context("locking a root key")?;
-    Ok(row.as_ref().map(from_row))
+        .context("locking root keys")?;
+    Ok(rows.iter().map(from_row).collect())
 }
 
 /// A page of a workspace's root keys, after `after`.
@@ -78,15 +79,19 @@ pub async fn insert(c: &impl GenericClient, key: &RootKey, hash: &[u8]) -> Resul
     Ok(())
 }
 
-/// Writes exactly the fields `patch` gives, in one statement.
+/// Writes exactly the fields `patch` gives, in one statement, and makes the key expire by
+/// `expire_by` at the latest when given.
 pub async fn update(
     c: &impl GenericClient,
     id: &str,
     patch: &RootKeyPatch,
+    expire_by: Option<OffsetDateTime>,
 ) -> Result<(), StoreError> {
     c.execute(
         "UPDATE root_keys SET name = CASE WHEN $2 THEN $3 ELSE name END, \
          permissions = coalesce($4, permissions), enabled = coalesce($5, enabled), \
+         expires_at = CASE WHEN $6::timestamptz IS NULL THEN expires_at \
+                           ELSE LEAST(coalesce(expires_at, $6), $6) END, \
          updated_at = now() WHERE id = $1",
         &[
             &id,
@@ -94,6 +99,7 @@ pub async fn update(
             &patch.name.clone().flatten(),
             &patch.permissions,
             &patch.enabled,
+            &expire_by,
         ],
     )
     .await
