@@ -51,6 +51,18 @@ where
     }
 }
 
+/// Asserts that a v2 answer `(status, body)` is an error with `status` and `code`.
+pub fn assert_error(answer: (u16, serde_json::Value), status: u16, code: &str, what: &str) {
+    let (got, body) = answer;
+    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{what}: {body}");
+}
+
+/// Now, in Unix milliseconds, as Unkey's wire format counts time.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
 /// An HTTP client for tests: no proxies, short timeouts.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()

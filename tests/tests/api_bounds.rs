@@ -3,10 +3,10 @@
 //! with their giver, expirations past the end of time, and a root key changed by a concurrent
 //! writer while its own request waits.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use strongbox_tests::{TestApi, TestDb, eventually, spawn_api};
+use strongbox_tests::{TestApi, TestDb, assert_error, eventually, now_ms, spawn_api};
 
 /// `**.a.**.a.….**` of 512 characters: matching it keeps many automaton states alive.
 fn wide_pattern() -> String {
@@ -41,15 +41,6 @@ async fn root_key(api: &TestApi, creator: &str, body: Value) -> (String, String)
 async fn listed(api: &TestApi, root: &str, id: &str) -> Option<Value> {
     let data = api.ok(root, "rootKeys.listKeys", json!({"limit": 100})).await;
     data.as_array().unwrap().iter().find(|k| k["keyId"] == id).cloned()
-}
-
-fn assert_error(answer: (u16, Value), status: u16, code: &str, what: &str) {
-    let (got, body) = answer;
-    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{what}: {body}");
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 #[tokio::test]

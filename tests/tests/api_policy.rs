@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use strongbox_tests::{
-    ServiceProcess, TestApi, TestDb, TestVault, eventually, http_client, spawn_api,
-    spawn_api_with_vault, spawn_vault,
+    ServiceProcess, TestApi, TestDb, TestVault, assert_error, eventually, http_client, now_ms,
+    spawn_api, spawn_api_with_vault, spawn_vault,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,17 +95,6 @@ fn without_last_used(mut entry: Value) -> Value {
         fields.remove("lastUsedAt");
     }
     entry
-}
-
-/// Asserts a v2 error answer's status and code.
-fn assert_error(answer: (u16, Value), status: u16, code: &str, what: &str) {
-    let (got, body) = answer;
-    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{what}: {body}");
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 #[tokio::test]

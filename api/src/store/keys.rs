@@ -73,14 +73,7 @@ pub async fn get(
     workspace_id: &str,
     id: &str,
 ) -> Result<Option<Key>, StoreError> {
-    let row = c
-        .query_opt(
-            &format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2"),
-            &[&id, &workspace_id],
-        )
-        .await
-        .context("reading a key")?;
-    Ok(row.as_ref().map(from_row))
+    one(c, workspace_id, id, "", "reading a key").await
 }
 
 /// Like [`get`], with the key's row locked until the transaction ends.
@@ -89,13 +82,18 @@ pub async fn get_for_update(
     workspace_id: &str,
     id: &str,
 ) -> Result<Option<Key>, StoreError> {
-    let row = c
-        .query_opt(
-            &format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2 FOR UPDATE OF k"),
-            &[&id, &workspace_id],
-        )
-        .await
-        .context("locking a key")?;
+    one(c, workspace_id, id, " FOR UPDATE OF k", "locking a key").await
+}
+
+async fn one(
+    c: &impl GenericClient,
+    workspace_id: &str,
+    id: &str,
+    lock: &str,
+    what: &'static str,
+) -> Result<Option<Key>, StoreError> {
+    let sql = format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2{lock}");
+    let row = c.query_opt(&sql, &[&id, &workspace_id]).await.context(what)?;
     Ok(row.as_ref().map(from_row))
 }
 
