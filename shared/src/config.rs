@@ -47,6 +47,13 @@ pub enum ConfigError {
         /// Why reading it failed.
         source: std::io::Error,
     },
+    /// A variable of the namespace whose name has more than ASCII letters, digits and `_`, so it
+    /// cannot name an option.
+    #[error("{variable:?} cannot name an option (use ASCII letters, digits and '_')")]
+    VariableName {
+        /// The variable.
+        variable: String,
+    },
     /// A value and its `…_FILE` form were both set, so it is unclear which one is meant.
     #[error("both {variable} and {variable}_FILE are set; set only one")]
     Ambiguous {
@@ -80,6 +87,7 @@ pub struct ConfigSources {
     namespace: &'static str,
     defaults: Vec<(&'static str, &'static str)>,
     lists: Vec<&'static str>,
+    literal_files: Vec<&'static str>,
     toml: Option<TomlSource>,
     env: Vec<(String, String)>,
 }
@@ -93,7 +101,14 @@ enum TomlSource {
 impl ConfigSources {
     /// Sources for `namespace` with no file and no variables.
     pub fn new(namespace: &'static str) -> Self {
-        Self { namespace, defaults: Vec::new(), lists: Vec::new(), toml: None, env: Vec::new() }
+        Self {
+            namespace,
+            defaults: Vec::new(),
+            lists: Vec::new(),
+            literal_files: Vec::new(),
+            toml: None,
+            env: Vec::new(),
+        }
     }
 
     /// Default values for dotted option names, used where neither the file nor a variable sets
@@ -116,6 +131,19 @@ impl ConfigSources {
     pub fn lists(mut self, keys: &[&'static str]) -> Self {
         self.lists.extend_from_slice(keys);
         self
+    }
+
+    /// Dotted options whose own names end in `_file`, such as `unlock.auto_unlock_key_file`:
+    /// their variables (`…__AUTO_UNLOCK_KEY_FILE`) set them, rather than being the `…_FILE` form
+    /// of an option without the suffix (which would read the file they name).
+    pub fn literal_file_options(mut self, keys: &[&'static str]) -> Self {
+        self.literal_files.extend_from_slice(keys);
+        self
+    }
+
+    /// The variable that sets the dotted option `key`.
+    fn variable(&self, key: &str) -> String {
+        format!("{}{SEPARATOR}{}", self.namespace, key.to_ascii_uppercase().replace('.', SEPARATOR))
     }
 
     /// Reads TOML from `path` when loading.
@@ -161,12 +189,7 @@ impl ConfigSources {
         // every numeric-looking value (a password, say) into a number.
         let mut lists = Vec::new();
         for key in &self.lists {
-            let variable = format!(
-                "{}{SEPARATOR}{}",
-                self.namespace,
-                key.to_ascii_uppercase().replace('.', SEPARATOR)
-            );
-            if let Some(value) = vars.remove(&variable) {
+            if let Some(value) = vars.remove(&self.variable(key)) {
                 let items: Vec<String> = value
                     .split(',')
                     .map(str::trim)
@@ -204,14 +227,26 @@ impl ConfigSources {
     /// The variables of this namespace, with every `…_FILE` variable replaced by its file content.
     fn namespace_vars(&self) -> Result<HashMap<String, String>, ConfigError> {
         let prefix = format!("{}{SEPARATOR}", self.namespace);
+        let literal: Vec<String> =
+            self.literal_files.iter().map(|key| self.variable(key)).collect();
         let mut vars = HashMap::new();
         for (name, value) in &self.env {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let Some(plain) = name.strip_suffix(FILE_SUFFIX) else {
-                vars.insert(name.clone(), value.clone());
-                continue;
+            // `config` reads `.`, `-` and `[n]` in a key as path syntax, and `[n]` builds an array
+            // of n + 1 entries before any field is checked: `…__LISTEN[9223372036854775807]`
+            // panicked (capacity overflow) and `…__LISTEN[4000000000]` asked for hundreds of
+            // gigabytes. POSIX names are `[A-Za-z0-9_]` anyway, so anything else is a typo.
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(ConfigError::VariableName { variable: name.clone() });
+            }
+            let plain = match name.strip_suffix(FILE_SUFFIX) {
+                Some(plain) if !literal.contains(name) => plain,
+                _ => {
+                    vars.insert(name.clone(), value.clone());
+                    continue;
+                }
             };
             if self.env.iter().any(|(other, _)| other == plain) {
                 return Err(ConfigError::Ambiguous { variable: plain.to_owned() });
@@ -246,6 +281,9 @@ fn default_shutdown_grace_seconds() -> u64 {
     // Below Kubernetes' default 30 s termination grace, so we finish before the SIGKILL.
     25
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

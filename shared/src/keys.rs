@@ -87,6 +87,9 @@ pub fn start(key: &str, prefix: Option<&str>) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -79,7 +79,11 @@ impl Permission {
         let invalid = || PermissionError::Invalid(text.chars().take(64).collect());
         if text.is_empty()
             || text.len() > MAX_PERMISSION_LEN
-            || text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '(' || c == ')')
+            || text.chars().any(|c| {
+                // U+FEFF counts as white space in some regex dialects: the served schema's
+                // pattern excludes it, so the parser does too.
+                c.is_whitespace() || c.is_control() || matches!(c, '(' | ')' | '\u{feff}')
+            })
         {
             return Err(invalid());
         }
@@ -635,6 +639,11 @@ impl Parser {
         }
     }
 }
+
+#[cfg(test)]
+mod glob_properties;
+#[cfg(test)]
+mod query_properties;
 
 #[cfg(test)]
 mod tests {

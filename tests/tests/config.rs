@@ -210,3 +210,42 @@ fn an_unparsable_database_url_is_named_without_echoing_it() {
     assert!(err.contains("database.url"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// `…__AUTO_UNLOCK_KEY_FILE` once counted as the `_FILE` form of a nonexistent
+/// `unlock.auto_unlock_key`: the vault read the server key from the file it names, then refused
+/// the unknown option. The option's own variable must set the path, and its `_FILE` form must
+/// still read the path from a file.
+#[test]
+fn the_auto_unlock_key_file_is_set_by_its_own_variable() {
+    let path = "/nonexistent/strongbox/server-key";
+    let config = vault(&[
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__AUTO_UNLOCK_KEY_FILE", path),
+    ])
+    .unwrap();
+    assert_eq!(config.unlock.auto_unlock_key_file.as_deref(), Some(std::path::Path::new(path)));
+
+    let dir = std::env::temp_dir().join(format!("sb-config-auto-unlock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let holder = dir.join("path");
+    std::fs::write(&holder, format!("{path}\n")).unwrap();
+    let config = vault(&[
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__AUTO_UNLOCK_KEY_FILE_FILE", holder.to_str().unwrap()),
+    ])
+    .unwrap();
+    assert_eq!(config.unlock.auto_unlock_key_file.as_deref(), Some(std::path::Path::new(path)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `config` reads `[n]` in a key as an array index and grows the array to it before checking
+/// any field: a variable with a huge index panicked the loader. Such names are refused by name.
+#[test]
+fn a_variable_name_with_path_syntax_is_refused_by_name() {
+    for name in ["STRONGBOX_API__SERVER__LISTEN[9223372036854775807]", "STRONGBOX_API__SERVER.X"] {
+        let err = api(&[("STRONGBOX_API__DATABASE__URL", URL), (name, "127.0.0.1:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(name), "{err}");
+    }
+}

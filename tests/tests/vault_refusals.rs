@@ -62,14 +62,11 @@ async fn while_locked_only_status_unlock_and_initialize_answer() {
         if path == "/v1/sys/lock" {
             continue; // locking a locked vault is allowed and harmless
         }
-        let response = vault
-            .pki
-            .client(roles[0])
-            .request(method.clone(), format!("{}{path}", vault.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let request =
+            vault.pki.client(roles[0]).request(method.clone(), format!("{}{path}", vault.url));
+        // A call without input gets no body: `null` would be refused as input it does not take.
+        let request = if body.is_null() { request } else { request.json(&body) };
+        let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), 503, "{method} {path}");
         assert_eq!(response.headers()["x-strongbox-locked"], "true", "{method} {path}");
         let body: Value = response.json().await.unwrap();

@@ -18,6 +18,9 @@ const DEFAULTS: &[(&str, &str)] =
 /// Options whose variables are comma-separated lists.
 const LISTS: &[&str] = &["tls.crls"];
 
+/// Options whose names end in `_file` (see [`ConfigSources::literal_file_options`]).
+const LITERAL_FILES: &[&str] = &["unlock.auto_unlock_key_file"];
+
 /// Everything `strongbox-vault` reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,12 +232,18 @@ impl Default for ReplicationConfig {
 impl VaultConfig {
     /// Sources for the vault namespace with the vault's defaults, and nothing else yet.
     pub fn sources() -> ConfigSources {
-        ConfigSources::new(VAULT_NAMESPACE).defaults(DEFAULTS).lists(LISTS)
+        ConfigSources::new(VAULT_NAMESPACE)
+            .defaults(DEFAULTS)
+            .lists(LISTS)
+            .literal_file_options(LITERAL_FILES)
     }
 
     /// Sources for a real process: its environment and the optional `--config` file.
     pub fn process_sources(file: Option<&Path>) -> ConfigSources {
-        ConfigSources::from_process(VAULT_NAMESPACE, file).defaults(DEFAULTS).lists(LISTS)
+        ConfigSources::from_process(VAULT_NAMESPACE, file)
+            .defaults(DEFAULTS)
+            .lists(LISTS)
+            .literal_file_options(LITERAL_FILES)
     }
 
     /// Loads and checks a configuration.

@@ -26,7 +26,7 @@ pub struct ApiPatch {
 
 /// Checks an API name: 1-255 characters, not blank.
 pub fn check_name(name: &str) -> Result<(), Invalid> {
-    if name.trim().is_empty() || name.len() > 255 {
+    if name.trim().is_empty() || name.chars().count() > 255 {
         return Err(Invalid::new("INVALID_NAME", "name", "name must be 1-255 characters"));
     }
     Ok(())

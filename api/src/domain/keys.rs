@@ -9,8 +9,13 @@ use super::Invalid;
 
 /// Largest `meta`, serialized.
 pub const MAX_META_BYTES: usize = 10 * 1024;
-/// Longest key name.
+/// Longest key name, in characters.
 pub const MAX_NAME_LEN: usize = 255;
+/// Most credits a key may hold, refill or spend at once (10^15): far beyond any real use, and
+/// far enough from `i64::MAX` that no sum of two overflows.
+pub const MAX_CREDITS: i64 = 1_000_000_000_000_000;
+/// Longest rate-limit window: 30 days, in ms.
+pub const MAX_WINDOW_MS: i64 = 30 * 86_400_000;
 
 /// A rate limit attached to a key, stored and answered in Unkey's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +51,7 @@ pub struct RatelimitSpec {
 pub fn check_ratelimits(items: &[RatelimitSpec]) -> Result<(), Invalid> {
     for (i, r) in items.iter().enumerate() {
         let at = |field: &str| format!("ratelimits[{i}].{field}");
-        if r.name.is_empty() || r.name.len() > 128 {
+        if r.name.is_empty() || r.name.chars().count() > 128 {
             return Err(Invalid::new(
                 "INVALID_RATELIMIT",
                 at("name"),
@@ -60,10 +65,10 @@ pub fn check_ratelimits(items: &[RatelimitSpec]) -> Result<(), Invalid> {
                 "rate limit names must be unique",
             ));
         }
-        if r.limit < 1 {
-            return Err(Invalid::new("INVALID_RATELIMIT", at("limit"), "limit must be at least 1"));
+        if !(1..=MAX_CREDITS).contains(&r.limit) {
+            return Err(Invalid::new("INVALID_RATELIMIT", at("limit"), "limit must be 1 to 10^15"));
         }
-        if !(1_000..=86_400_000 * 30).contains(&r.duration) {
+        if !(1_000..=MAX_WINDOW_MS).contains(&r.duration) {
             return Err(Invalid::new(
                 "INVALID_RATELIMIT",
                 at("duration"),
@@ -129,11 +134,11 @@ impl Refill {
                 "interval must be daily or monthly",
             )
         })?;
-        if amount < 0 {
+        if !(0..=MAX_CREDITS).contains(&amount) {
             return Err(Invalid::new(
                 "INVALID_CREDITS",
                 format!("{location}.amount"),
-                "amount must not be negative",
+                "amount must be 0 to 10^15",
             ));
         }
         let day = match (interval, day) {
@@ -285,9 +290,12 @@ impl CreditOp {
             Invalid::new(
                 "INVALID_CREDITS",
                 "value",
-                "value must be a non-negative integer (null only with set)",
+                "value must be an integer from 0 to 10^15 (null only with set)",
             )
         };
+        if value.is_some_and(|v| v > MAX_CREDITS) {
+            return Err(bad_value());
+        }
         match (operation, value) {
             ("set", v) if v.is_none_or(|v| v >= 0) => Ok(Self::Set(v)),
             ("increment", Some(v)) if v >= 0 => Ok(Self::Increment(v)),
@@ -304,8 +312,24 @@ impl CreditOp {
 
 /// Checks a key name: at most 255 characters.
 pub fn check_name(name: &str) -> Result<(), Invalid> {
-    if name.len() > MAX_NAME_LEN {
+    if name.chars().count() > MAX_NAME_LEN {
         return Err(Invalid::new("INVALID_NAME", "name", "name must be at most 255 characters"));
+    }
+    Ok(())
+}
+
+/// Longest identity external id, in characters (it is indexed).
+pub const MAX_EXTERNAL_ID_LEN: usize = 255;
+
+/// Checks an identity's external id: 1-255 characters.
+pub fn check_external_id(external_id: &str) -> Result<(), Invalid> {
+    let len = external_id.chars().count();
+    if len == 0 || len > MAX_EXTERNAL_ID_LEN {
+        return Err(Invalid::new(
+            "INVALID_EXTERNAL_ID",
+            "externalId",
+            "externalId must be 1-255 characters",
+        ));
     }
     Ok(())
 }
@@ -318,7 +342,24 @@ pub fn check_meta(meta: &Value) -> Result<(), Invalid> {
     if serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_META_BYTES {
         return Err(Invalid::new("META_TOO_LARGE", "meta", "meta must be at most 10 KB of JSON"));
     }
+    if !numbers_within(meta, MAX_META_NUMBER) {
+        return Err(Invalid::new("INVALID_META", "meta", "numbers in meta must lie within ±1e300"));
+    }
     Ok(())
+}
+
+/// Largest magnitude of a number in `meta`. Postgres keeps a JSON number as an exact decimal
+/// and writes it back in full; near `f64::MAX` that text no longer parses back into a double,
+/// so such numbers are refused on the way in rather than being unreadable on the way out.
+pub const MAX_META_NUMBER: f64 = 1e300;
+
+fn numbers_within(value: &Value, max: f64) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() <= max),
+        Value::Array(items) => items.iter().all(|v| numbers_within(v, max)),
+        Value::Object(fields) => fields.values().all(|v| numbers_within(v, max)),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
 }
 
 /// Checks a requested byte length: 16-255, 16 when absent.
@@ -332,13 +373,13 @@ pub fn byte_length(requested: Option<i64>) -> Result<usize, Invalid> {
         })
 }
 
-/// Checks starting credits: not negative.
+/// Checks starting credits: 0 to 10^15.
 pub fn check_remaining(remaining: Option<i64>) -> Result<(), Invalid> {
-    if remaining.is_some_and(|r| r < 0) {
+    if remaining.is_some_and(|r| !(0..=MAX_CREDITS).contains(&r)) {
         return Err(Invalid::new(
             "INVALID_CREDITS",
             "credits.remaining",
-            "remaining must not be negative",
+            "remaining must be 0 to 10^15",
         ));
     }
     Ok(())
@@ -355,6 +396,14 @@ mod tests {
         assert_eq!(CreditOp::new("decrement", None).unwrap_err().location, "value");
         assert_eq!(CreditOp::new("set", Some(-1)).unwrap_err().location, "value");
         assert_eq!(CreditOp::new("double", Some(1)).unwrap_err().location, "operation");
+    }
+
+    #[test]
+    fn meta_numbers_that_postgres_would_give_back_unreadable_are_refused() {
+        assert!(check_meta(&serde_json::json!({"a": [1, {"b": 1e300}]})).is_ok());
+        assert!(check_meta(&serde_json::json!({"a": [1, {"b": f64::MAX}]})).is_err());
+        assert!(check_meta(&serde_json::json!({"a": -1.7e308})).is_err());
+        assert!(check_meta(&serde_json::json!({"a": u64::MAX})).is_ok());
     }
 
     #[test]

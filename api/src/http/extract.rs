@@ -26,36 +26,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ApiError::bad_request("cannot read the request body", Vec::new())
             }
         })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(describe)?;
-        de.end()
-            .map_err(|_| ApiError::bad_request("trailing data after the JSON body", Vec::new()))?;
+        check_text(&bytes)?;
+        // serde_json's messages name a position and a reason, never the text itself.
+        let json = strongbox_shared::json::parse(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the body is not valid JSON: {e}"), Vec::new())
+        })?;
+        let value = strongbox_shared::json::from_value(&json).map_err(describe)?;
         Ok(Self(value))
     }
 }
 
-fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    use serde_json::error::Category;
-    let path = error.path().to_string();
-    let inner = error.inner();
-    match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-            format!(
-                "the body is not valid JSON (line {}, column {})",
-                inner.line(),
-                inner.column()
-            ),
-            Vec::new(),
-        ),
-        Category::Data => {
-            let reason = data_reason(&inner.to_string());
-            let location = if path == "." { "body".to_owned() } else { format!("body.{path}") };
-            ApiError::bad_request(
-                format!("{location}: {reason}"),
-                vec![FieldError { location, message: reason }],
-            )
+/// What every body must be before it is parsed: UTF-8, a JSON object (serde would also build a
+/// struct from an array), and free of NUL characters, which Postgres refuses in text and which
+/// no field has a use for. JSON strings cannot hold a raw control character, so a NUL can only
+/// be written as the escape `\u0000`; the scan below finds exactly those.
+fn check_text(bytes: &[u8]) -> Result<(), ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::invalid("INVALID_STRING", "", "the body is not valid UTF-8"));
+    }
+    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be a JSON object", Vec::new()));
+    }
+    if holds_nul(bytes) {
+        return Err(ApiError::invalid(
+            "INVALID_STRING",
+            "",
+            "strings must not contain the NUL character (U+0000)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether JSON text holds the escape `\u0000` (an escaped backslash before `u0000` does not
+/// count).
+pub fn holds_nul(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                return true;
+            }
+            // Skip the escaped character, whatever it is.
+            i += 2;
+        } else {
+            i += 1;
         }
     }
+    false
+}
+
+fn describe(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let reason = data_reason(&error.inner().to_string());
+    let location = if path == "." { "body".to_owned() } else { format!("body.{path}") };
+    ApiError::bad_request(
+        format!("{location}: {reason}"),
+        vec![FieldError { location, message: reason }],
+    )
 }
 
 /// serde's message without any quoted value: "missing field `apiId`" is kept, an echoed value
@@ -69,4 +97,18 @@ fn data_reason(message: &str) -> String {
         return format!("wrong type, expected {expected}");
     }
     "invalid value".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_nul;
+
+    #[test]
+    fn a_nul_is_found_only_as_a_real_escape() {
+        assert!(holds_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(holds_nul(br#"{"a":"\\\u0000"}"#), "an escaped backslash, then the escape");
+        assert!(!holds_nul(br#"{"a":"\\u0000"}"#), "a backslash, then the text u0000");
+        assert!(!holds_nul(br#"{"a":"\u0001"}"#));
+        assert!(!holds_nul(br#"{"a":"plain"}"#));
+    }
 }

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::auth::Caller;
@@ -11,7 +11,8 @@ use super::envelope::Data;
 use super::error::ApiError;
 use super::extract::Body;
 use super::views::{
-    CreditsIn, RatelimitIn, credits_data, key_data, nullable, ratelimit_specs, refuse_roles,
+    CreatedKeyData, CreditsData, CreditsIn, EmptyData, KeyData, RatelimitIn, nullable,
+    ratelimit_specs, refuse_roles,
 };
 use crate::domain::keys::{CreditsPatch, KeyPatch, NewKey, byte_length, check_remaining};
 use crate::domain::{Invalid, future_time};
@@ -22,30 +23,49 @@ use crate::service::keys::Created;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateKey {
+    /// The API the key belongs to.
     api_id: String,
+    /// 1-16 of `A-Z a-z 0-9 _`, joined to the key with `_`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$")]
     prefix: Option<String>,
+    /// Display name, at most 255 characters.
     #[serde(default)]
+    #[schema(max_length = 255)]
     name: Option<String>,
+    /// Random bytes in the key, 16-255 (default 16).
     #[serde(default)]
+    #[schema(minimum = 16, maximum = 255)]
     byte_length: Option<i64>,
+    /// Your id for the key's owner, 1-255 characters; an identity is created on first use.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     external_id: Option<String>,
+    /// A JSON object of at most 10 KB.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
+    /// Not supported: a non-empty list is refused with 501.
     #[serde(default)]
+    #[schema(ignore)]
     roles: Option<Vec<String>>,
+    /// Permission patterns, at most 1000.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::views::PermissionName>>, max_items = 1000)]
     permissions: Option<Vec<String>>,
+    /// Expiry in Unix ms, in the future.
     #[serde(default)]
     expires: Option<i64>,
+    /// Credits, spent by verifications.
     #[serde(default)]
     credits: Option<CreditsIn>,
+    /// Rate limits, with unique names.
     #[serde(default)]
     ratelimits: Option<Vec<RatelimitIn>>,
+    /// Enabled from the start (default true).
     #[serde(default)]
     enabled: Option<bool>,
+    /// Store the key encrypted through the vault (needs the API's opt-in and `encrypt_key`).
     #[serde(default)]
     recoverable: Option<bool>,
 }
@@ -63,15 +83,23 @@ pub struct GetKey {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteKey {
+    /// The key.
     key_id: String,
+    /// Accepted for compatibility: deletion is always permanent.
+    #[serde(default)]
+    #[allow(dead_code)]
+    permanent: Option<bool>,
 }
 
 /// `{"keyId","expiration"}`: milliseconds until the old key stops verifying (0: at once).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RerollKey {
+    /// The key to replace.
     key_id: String,
+    /// Milliseconds until the old key stops verifying; 0 or absent: at once.
     #[serde(default)]
+    #[schema(minimum = 0)]
     expiration: Option<i64>,
 }
 
@@ -79,9 +107,13 @@ pub struct RerollKey {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCredits {
+    /// The key.
     key_id: String,
+    /// `set`, `increment` or `decrement`.
+    #[schema(value_type = super::views::CreditOperation)]
     operation: String,
-    #[schema(value_type = Option<i64>, nullable)]
+    /// 0 to 10^15; null (only with `set`) is unlimited.
+    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     #[serde(default, deserialize_with = "nullable")]
     value: Option<Option<i64>>,
 }
@@ -89,6 +121,8 @@ pub struct UpdateCredits {
 /// `{"key"}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Whoami {
+    /// The key itself, 1-1024 characters.
+    #[schema(min_length = 1, max_length = 1024)]
     key: String,
 }
 
@@ -97,10 +131,10 @@ pub struct Whoami {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateKey {
     key_id: String,
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 255)]
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 255)]
     #[serde(default, deserialize_with = "nullable")]
     external_id: Option<Option<String>>,
     #[schema(value_type = Option<Object>, nullable)]
@@ -118,8 +152,10 @@ pub struct UpdateKey {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::views::PermissionName>>, max_items = 1000)]
     permissions: Option<Vec<String>>,
     #[serde(default)]
+    #[schema(ignore)]
     roles: Option<Vec<String>>,
 }
 
@@ -127,7 +163,7 @@ pub struct UpdateKey {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCreditsIn {
-    #[schema(value_type = Option<i64>, nullable)]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     #[serde(default, deserialize_with = "nullable")]
     remaining: Option<Option<i64>>,
     #[schema(value_type = Option<super::views::RefillIn>, nullable)]
@@ -218,13 +254,13 @@ impl UpdateKey {
 }
 
 /// `{keyId, key}`: the key appears here and never again.
-pub fn created(created: &Created) -> Value {
-    json!({"keyId": created.key_id, "key": created.key.as_str()})
+pub fn created(created: Created) -> CreatedKeyData {
+    CreatedKeyData { key_id: created.key_id, key: created.key.as_str().to_owned() }
 }
 
 /// `POST /v2/keys.createKey`. The key appears in this response and never again.
 #[utoipa::path(post, path = "/v2/keys.createKey", tag = "keys", request_body = CreateKey,
-    responses((status = 200, description = "Creates a key. data: {keyId, key}; the key is shown only here.", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "Creates a key. data: {keyId, key}; the key is shown only here.", body = super::openapi::CreatedKeyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -232,14 +268,14 @@ pub async fn create_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<CreateKey>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<CreatedKeyData>, ApiError> {
     let (api_id, recoverable, new) = body.into_parts();
-    Ok(Data(created(&state.service.create_key(&caller, &api_id, recoverable, new).await?)))
+    Ok(Data(created(state.service.create_key(&caller, &api_id, recoverable, new).await?)))
 }
 
 /// `POST /v2/keys.getKey`.
 #[utoipa::path(post, path = "/v2/keys.getKey", tag = "keys", request_body = GetKey,
-    responses((status = 200, description = "A key (KeyResponseData).", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "A key (KeyResponseData).", body = super::openapi::KeyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -247,16 +283,16 @@ pub async fn get_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<GetKey>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<KeyData>, ApiError> {
     let (key, plaintext) =
         state.service.get_key(&caller, &body.key_id, body.decrypt == Some(true)).await?;
-    Ok(Data(key_data(&key, plaintext.as_ref().map(|p| p.as_str()))))
+    Ok(Data(KeyData::new(&key, plaintext.as_ref().map(|p| p.as_str()))))
 }
 
 /// `POST /v2/keys.deleteKey`. Deletion is always permanent; `permanent` is accepted for
 /// compatibility.
 #[utoipa::path(post, path = "/v2/keys.deleteKey", tag = "keys", request_body = DeleteKey,
-    responses((status = 200, description = "Deletes a key. data: {}.", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "Deletes a key. data: {}.", body = super::openapi::EmptyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -264,14 +300,14 @@ pub async fn delete_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<DeleteKey>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<EmptyData>, ApiError> {
     state.service.delete_key(&caller, &body.key_id).await?;
-    Ok(Data(json!({})))
+    Ok(Data(EmptyData {}))
 }
 
 /// `POST /v2/keys.updateKey`.
 #[utoipa::path(post, path = "/v2/keys.updateKey", tag = "keys", request_body = UpdateKey,
-    responses((status = 200, description = "Updates a key; absent fields are unchanged, null clears. data: {}.", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "Updates a key; absent fields are unchanged, null clears. data: {}.", body = super::openapi::EmptyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -279,16 +315,16 @@ pub async fn update_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<UpdateKey>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<EmptyData>, ApiError> {
     let key_id = body.key_id.clone();
     state.service.update_key(&caller, &key_id, body.into_patch()).await?;
-    Ok(Data(json!({})))
+    Ok(Data(EmptyData {}))
 }
 
 /// `POST /v2/keys.rerollKey`: a new key with the same settings; the old one stops verifying
 /// after `expiration` milliseconds (at once for 0 or null).
 #[utoipa::path(post, path = "/v2/keys.rerollKey", tag = "keys", request_body = RerollKey,
-    responses((status = 200, description = "A new key with the same settings. data: {keyId, key}.", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "A new key with the same settings. data: {keyId, key}.", body = super::openapi::CreatedKeyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -296,13 +332,13 @@ pub async fn reroll_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<RerollKey>,
-) -> Result<Data<Value>, ApiError> {
-    Ok(Data(created(&state.service.reroll_key(&caller, &body.key_id, body.expiration).await?)))
+) -> Result<Data<CreatedKeyData>, ApiError> {
+    Ok(Data(created(state.service.reroll_key(&caller, &body.key_id, body.expiration).await?)))
 }
 
 /// `POST /v2/keys.updateCredits`: `set`, `increment` or `decrement`.
 #[utoipa::path(post, path = "/v2/keys.updateCredits", tag = "keys", request_body = UpdateCredits,
-    responses((status = 200, description = "set, increment or decrement credits. data: {remaining, refill?}.", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "set, increment or decrement credits. data: {remaining, refill?}.", body = super::openapi::CreditsResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -310,17 +346,17 @@ pub async fn update_credits(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<UpdateCredits>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<CreditsData>, ApiError> {
     let (remaining, refill) = state
         .service
         .update_credits(&caller, &body.key_id, &body.operation, body.value.flatten())
         .await?;
-    Ok(Data(credits_data(remaining, refill.as_ref())))
+    Ok(Data(CreditsData::new(remaining, refill.as_ref())))
 }
 
 /// `POST /v2/keys.whoami`: a key's data, found by the key itself, in the caller's workspace.
 #[utoipa::path(post, path = "/v2/keys.whoami", tag = "keys", request_body = Whoami,
-    responses((status = 200, description = "A key found by the key itself (KeyResponseData).", body = super::openapi::SuccessResponse),
+    responses((status = 200, description = "A key found by the key itself (KeyResponseData).", body = super::openapi::KeyResponse),
         (status = "4XX", description = "Refused: see error.code", body = super::openapi::ErrorResponse),
         (status = "5XX", description = "Failed: see error.code", body = super::openapi::ErrorResponse)),
     security(("rootKey" = [])))]
@@ -328,7 +364,7 @@ pub async fn whoami(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<Whoami>,
-) -> Result<Data<Value>, ApiError> {
+) -> Result<Data<KeyData>, ApiError> {
     let key = state.service.whoami(&caller, &body.key).await?;
-    Ok(Data(key_data(&key, None)))
+    Ok(Data(KeyData::new(&key, None)))
 }

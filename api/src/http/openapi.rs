@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa) and served at
-//! `GET /openapi.json`. Response bodies follow Unkey's v2 shapes; their `data` is described per
-//! call.
+//! `GET /openapi.json`. Response bodies follow Unkey's v2 shapes, each `data` typed field by
+//! field from the same types the answers are serialized from.
 
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -50,15 +50,117 @@ pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
 
-/// A successful v2 call: `data` is the call's result (see its description); lists add
-/// `pagination: {cursor?, hasMore}`.
+/// Where a list continues.
 #[derive(Serialize, ToSchema)]
-pub struct SuccessResponse {
-    /// Request metadata.
-    pub meta: Meta,
-    /// The result.
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
+}
+
+/// `{apiId}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateApiData {
+    /// `api_…`.
+    pub api_id: String,
+}
+
+/// An API.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiData {
+    /// `api_…`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether new keys may be recoverable (Strongbox's extension).
+    pub store_encrypted_keys: bool,
+}
+
+/// A root key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RootKeyData {
+    /// `rk_…`.
+    pub key_id: String,
+    /// The first characters.
+    pub start: String,
+    /// The last characters.
+    pub end: String,
+    /// Display name, or null.
+    #[schema(required)]
+    pub name: Option<String>,
+    /// Permission patterns.
+    pub permissions: Vec<String>,
+    /// Disabled keys authenticate nothing.
+    pub enabled: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; 0 when never used.
+    pub last_used_at: i64,
+    /// Unix ms, or null for never.
+    #[schema(required)]
+    pub expires: Option<i64>,
+}
+
+/// `{message: "OK"}`.
+#[derive(Serialize, ToSchema)]
+pub struct LivenessData {
+    /// `OK`.
+    pub message: String,
+}
+
+/// Declares a success envelope `{meta, data}` for the OpenAPI document; answers are built by
+/// [`super::envelope::Data`] from the same `data` type.
+macro_rules! envelope {
+    ($($name:ident($data:ty): $doc:literal;)*) => {$(
+        #[doc = $doc]
+        #[derive(ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            /// Request metadata.
+            meta: Meta,
+            /// The result.
+            data: $data,
+        }
+    )*};
+}
+
+/// Declares a list envelope `{meta, data: [...], pagination}`.
+macro_rules! list_envelope {
+    ($($name:ident($item:ty): $doc:literal;)*) => {$(
+        #[doc = $doc]
+        #[derive(ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            /// Request metadata.
+            meta: Meta,
+            /// The page.
+            data: Vec<$item>,
+            /// Where the list continues.
+            pagination: Pagination,
+        }
+    )*};
+}
+
+envelope! {
+    CreateApiResponse(CreateApiData): "apis.createApi's answer.";
+    ApiResponse(ApiData): "apis.getApi's answer.";
+    EmptyResponse(super::views::EmptyData): "An answer without data: `{meta, data: {}}`.";
+    KeyResponse(super::views::KeyData): "A key (KeyResponseData).";
+    CreatedKeyResponse(super::views::CreatedKeyData): "A new key, shown once.";
+    CreditsResponse(super::views::CreditsData): "Credits after keys.updateCredits.";
+    VerifyResponse(super::verify::VerifyData): "A verification: every outcome is 200.";
+    LivenessResponse(LivenessData): "The liveness probe's answer.";
+}
+
+list_envelope! {
+    KeyListResponse(super::views::KeyData): "A page of keys ordered by id.";
+    RootKeyListResponse(RootKeyData): "A page of root keys ordered by id.";
 }
 
 struct BearerRootKey;
@@ -88,6 +190,6 @@ impl Modify for BearerRootKey {
         description = "Self-hosted API keys in the wire format of Unkey's v2 keys API, plus seed 003's v1 calls.",
     ),
     modifiers(&BearerRootKey),
-    components(schemas(ErrorResponse, SuccessResponse))
+    components(schemas(ErrorResponse))
 )]
 pub struct ApiDoc;

@@ -1,83 +1,252 @@
-//! Wire shapes shared by several routes: key data out, credits and rate limits in.
+//! Wire shapes shared by several routes, typed so that the served OpenAPI document describes
+//! exactly what is sent: keys, credits and rate limits out; credits and rate limits in. Every
+//! constraint in a `#[schema(...)]` attribute is one the service enforces.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use crate::domain::keys::{Key, RatelimitSpec, Refill};
+use crate::domain::keys::{Key, Ratelimit, RatelimitSpec, Refill, RefillInterval};
 use crate::domain::{Invalid, unix_ms};
 use crate::service::ServiceError;
 
-/// `KeyResponseData`: a key as getKey, listKeys and whoami answer it.
-pub fn key_data(key: &Key, plaintext: Option<&str>) -> Value {
-    let mut v = json!({
-        "keyId": key.id,
-        "start": key.start,
-        "enabled": key.enabled,
-        "createdAt": unix_ms(key.created_at),
-        "permissions": key.permissions,
-        "roles": [],
-        "ratelimits": key.ratelimits,
-    });
-    if let Some(name) = &key.name {
-        v["name"] = json!(name);
-    }
-    if let Some(meta) = &key.meta {
-        v["meta"] = meta.clone();
-    }
-    if let Some(expires) = key.expires_at {
-        v["expires"] = json!(unix_ms(expires));
-    }
-    if key.credits_remaining.is_some() || key.refill.is_some() {
-        v["credits"] = credits_data(key.credits_remaining, key.refill.as_ref());
-    }
-    if let Some((id, external_id)) = &key.identity {
-        v["identity"] = json!({"id": id, "externalId": external_id});
-    }
-    if let Some(updated) = key.updated_at {
-        v["updatedAt"] = json!(unix_ms(updated));
-    }
-    if let Some(used) = key.last_used_at {
-        v["lastUsedAt"] = json!(unix_ms(used));
-    }
-    if let Some(plaintext) = plaintext {
-        v["plaintext"] = json!(plaintext);
-    }
-    v
+/// `daily` or `monthly`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// At 00:00 UTC.
+    Daily,
+    /// On `refillDay` (the last day of shorter months).
+    Monthly,
 }
 
-/// `KeyCreditsData`.
-pub fn credits_data(remaining: Option<i64>, refill: Option<&Refill>) -> Value {
-    let mut v = json!({"remaining": remaining});
-    if let Some(r) = refill {
-        v["refill"] = json!({"interval": r.interval.as_str(), "amount": r.amount});
-        if let Some(day) = r.day {
-            v["refill"]["refillDay"] = json!(day);
+impl From<RefillInterval> for Interval {
+    fn from(interval: RefillInterval) -> Self {
+        match interval {
+            RefillInterval::Daily => Self::Daily,
+            RefillInterval::Monthly => Self::Monthly,
         }
     }
-    v
 }
 
+/// How credits refill.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefillData {
+    /// `daily` or `monthly`.
+    pub interval: Interval,
+    /// Credits after each refill.
+    pub amount: i64,
+    /// Day of the month, for monthly refills.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refill_day: Option<i16>,
+}
+
+/// `KeyCreditsData`: what is left, and how it refills.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditsData {
+    /// Credits left; null is unlimited.
+    #[schema(required)]
+    pub remaining: Option<i64>,
+    /// The refill rule, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refill: Option<RefillData>,
+}
+
+impl CreditsData {
+    /// Credits as answered.
+    pub fn new(remaining: Option<i64>, refill: Option<&Refill>) -> Self {
+        Self {
+            remaining,
+            refill: refill.map(|r| RefillData {
+                interval: r.interval.into(),
+                amount: r.amount,
+                refill_day: r.day,
+            }),
+        }
+    }
+}
+
+/// The identity a key belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityData {
+    /// `id_…`.
+    pub id: String,
+    /// The caller's own id for it.
+    pub external_id: String,
+}
+
+impl IdentityData {
+    fn of(key: &Key) -> Option<Self> {
+        key.identity
+            .as_ref()
+            .map(|(id, external_id)| Self { id: id.clone(), external_id: external_id.clone() })
+    }
+}
+
+/// A rate limit of a key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RatelimitData {
+    /// `rl_…`.
+    pub id: String,
+    /// Name, unique per key.
+    pub name: String,
+    /// Requests per window.
+    pub limit: i64,
+    /// Window, ms.
+    pub duration: i64,
+    /// Applied on every verification.
+    pub auto_apply: bool,
+}
+
+impl From<&Ratelimit> for RatelimitData {
+    fn from(r: &Ratelimit) -> Self {
+        Self {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            limit: r.limit,
+            duration: r.duration,
+            auto_apply: r.auto_apply,
+        }
+    }
+}
+
+/// `KeyResponseData`: a key as getKey, listKeys and whoami answer it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyData {
+    /// `key_…`.
+    pub key_id: String,
+    /// The prefix and the first characters, for display.
+    pub start: String,
+    /// Disabled keys do not verify.
+    pub enabled: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form JSON object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Value>,
+    /// Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// Credits, when limited or refilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<CreditsData>,
+    /// The identity, when the key has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityData>,
+    /// Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+    /// Unix ms; written in batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    /// The key itself, for recoverable keys asked for with `decrypt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    /// Permission patterns.
+    pub permissions: Vec<String>,
+    /// Always empty: Strongbox has no roles.
+    pub roles: Vec<String>,
+    /// Rate limits.
+    pub ratelimits: Vec<RatelimitData>,
+}
+
+impl KeyData {
+    /// A key as answered, with its plaintext when decrypted.
+    pub fn new(key: &Key, plaintext: Option<&str>) -> Self {
+        Self {
+            key_id: key.id.clone(),
+            start: key.start.clone(),
+            enabled: key.enabled,
+            created_at: unix_ms(key.created_at),
+            name: key.name.clone(),
+            meta: key.meta.clone(),
+            expires: key.expires_at.map(unix_ms),
+            credits: (key.credits_remaining.is_some() || key.refill.is_some())
+                .then(|| CreditsData::new(key.credits_remaining, key.refill.as_ref())),
+            identity: IdentityData::of(key),
+            updated_at: key.updated_at.map(unix_ms),
+            last_used_at: key.last_used_at.map(unix_ms),
+            plaintext: plaintext.map(str::to_owned),
+            permissions: key.permissions.clone(),
+            roles: Vec::new(),
+            ratelimits: key.ratelimits.iter().map(RatelimitData::from).collect(),
+        }
+    }
+}
+
+/// A key made by createKey or rerollKey.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKeyData {
+    /// `key_…` or `rk_…`.
+    pub key_id: String,
+    /// The key itself, shown here and never again.
+    pub key: String,
+}
+
+/// A permission pattern: segments split by `.`, none empty, without whitespace, control
+/// characters or parentheses; `*` matches one segment and `**` any number. At most 512 bytes.
+/// (A schema-only type: permissions travel as strings.)
+#[derive(ToSchema)]
+#[schema(
+    max_length = 512,
+    pattern = "^[^ ().\\x00-\\x1f\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+(\\.[^ ().\\x00-\\x1f\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+)*$"
+)]
+#[allow(dead_code)]
+pub struct PermissionName(String);
+
+/// `set`, `increment` or `decrement` (a schema-only type: the operation travels as a string,
+/// and anything else is 400 `INVALID_CREDITS`).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum CreditOperation {
+    /// Set to `value` (null: unlimited).
+    Set,
+    /// Add `value`.
+    Increment,
+    /// Subtract `value`, stopping at 0.
+    Decrement,
+}
+
+/// An empty `data`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmptyData {}
+
 /// `credits` of createKey.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditsIn {
-    /// Starting credits; null is unlimited.
+    /// Starting credits, 0 to 10^15; null is unlimited.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub remaining: Option<i64>,
-    /// Refill rule.
+    /// Refill rule (needs a number of remaining credits).
     #[serde(default)]
     pub refill: Option<RefillIn>,
 }
 
 /// A refill rule.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefillIn {
-    /// `daily` or `monthly`.
+    /// `daily` or `monthly` (anything else is 400 `INVALID_CREDITS`).
+    #[schema(value_type = Interval)]
     pub interval: String,
-    /// Credits after each refill.
+    /// Credits after each refill, 0 to 10^15.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub amount: i64,
-    /// Day of the month, for monthly refills.
+    /// Day of the month (1-31, default 1), for monthly refills only.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 31)]
     pub refill_day: Option<i64>,
 }
 
@@ -89,14 +258,17 @@ impl RefillIn {
 }
 
 /// A rate limit of createKey or updateKey.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RatelimitIn {
-    /// Name, unique per key.
+    /// Name, 1-128 characters, unique per key.
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
-    /// Requests per window.
+    /// Requests per window, 1 to 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub limit: i64,
-    /// Window in milliseconds.
+    /// Window in milliseconds: 1 s to 30 days.
+    #[schema(minimum = 1000, maximum = 2_592_000_000_i64)]
     pub duration: i64,
     /// Applied on every verification.
     #[serde(default)]

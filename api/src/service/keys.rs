@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::recovery::Mode;
 use super::{Changed, Parsed, Principal, Service, ServiceError, new_id};
 use crate::domain::keys::{CreditOp, Key, KeyPatch, NewKey, Ratelimit, RatelimitSpec, Refill};
-use crate::domain::keys::{check_meta, check_name, check_ratelimits};
+use crate::domain::keys::{check_external_id, check_meta, check_name, check_ratelimits};
 use crate::domain::{Invalid, MAX_KEY_PERMISSIONS, check_permissions, reroll_expiration};
 use crate::store::keys::CreditChange;
 use crate::store::{self, Context as _};
@@ -75,6 +75,8 @@ impl Service {
     ) -> Result<Created, ServiceError> {
         let api = self.api(caller, api_id).await?;
         caller.require(Perm::api(&api.id, Action::CreateKey))?;
+        // A refused input is a 400 before any precondition (412) or the vault (503) is asked.
+        let new = new?;
         if recoverable {
             caller.require(Perm::api(&api.id, Action::EncryptKey))?;
             if !api.store_encrypted_keys {
@@ -84,12 +86,14 @@ impl Service {
                 )));
             }
         }
-        let new = new?;
         if let Some(name) = &new.name {
             check_name(name)?;
         }
         if let Some(meta) = &new.meta {
             check_meta(meta)?;
+        }
+        if let Some(external_id) = &new.external_id {
+            check_external_id(external_id)?;
         }
         check_permissions(&new.permissions, MAX_KEY_PERMISSIONS)?;
         check_ratelimits(&new.ratelimits)?;
@@ -185,6 +189,9 @@ impl Service {
         }
         if let Some(Some(meta)) = &patch.meta {
             check_meta(meta)?;
+        }
+        if let Some(Some(external_id)) = &patch.external_id {
+            check_external_id(external_id)?;
         }
         if let Some(permissions) = &patch.permissions {
             check_permissions(permissions, MAX_KEY_PERMISSIONS)?;
@@ -317,6 +324,9 @@ impl Service {
         caller: &Principal,
         plaintext: &str,
     ) -> Result<Arc<Key>, ServiceError> {
+        if plaintext.is_empty() || plaintext.chars().count() > 1024 {
+            return Err(Invalid::new("INVALID_KEY", "key", "key must be 1-1024 characters").into());
+        }
         let key = self
             .find_key(plaintext)
             .await?

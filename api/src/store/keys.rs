@@ -13,7 +13,9 @@ const SELECT: &str = "SELECT k.id, k.workspace_id, k.api_id, k.start, k.name, i.
     k.refill_interval, k.refill_day, k.last_refill_at, k.ratelimits, k.created_at, k.updated_at, \
     k.last_used_at, k.prefix, k.byte_length FROM keys k LEFT JOIN identities i ON i.id = k.identity_id";
 
-fn from_row(r: &tokio_postgres::Row) -> Key {
+/// A key from its row. Decoding does not panic: a value that does not decode (which the checks
+/// on the way in should make impossible) is an error naming the query.
+fn from_row(r: &tokio_postgres::Row) -> Result<Key, tokio_postgres::Error> {
     let identity = match (r.get::<_, Option<String>>(5), r.get::<_, Option<String>>(6)) {
         (Some(id), Some(external)) => Some((id, external)),
         _ => None,
@@ -23,8 +25,8 @@ fn from_row(r: &tokio_postgres::Row) -> Key {
         (Some(amount), Some(interval)) => Some(Refill { interval, amount, day: r.get(14) }),
         _ => None,
     };
-    let ratelimits: serde_json::Value = r.get(16);
-    Key {
+    let ratelimits: serde_json::Value = r.try_get(16)?;
+    Ok(Key {
         id: r.get(0),
         workspace_id: r.get(1),
         api_id: r.get(2),
@@ -33,7 +35,7 @@ fn from_row(r: &tokio_postgres::Row) -> Key {
         byte_length: r.get(21),
         name: r.get(4),
         identity,
-        meta: r.get(7),
+        meta: r.try_get(7)?,
         permissions: r.get(8),
         expires_at: r.get(9),
         enabled: r.get(10),
@@ -44,7 +46,7 @@ fn from_row(r: &tokio_postgres::Row) -> Key {
         created_at: r.get(17),
         updated_at: r.get(18),
         last_used_at: r.get(19),
-    }
+    })
 }
 
 fn refill_columns(refill: Option<&Refill>) -> (Option<i64>, Option<&'static str>, Option<i16>) {
@@ -64,7 +66,7 @@ pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<Key>,
         .query_opt(&format!("{SELECT} WHERE k.hash = $1"), &[&hash])
         .await
         .context("finding a key by its hash")?;
-    Ok(row.as_ref().map(from_row))
+    row.as_ref().map(from_row).transpose().context("decoding a key")
 }
 
 /// A key of `workspace_id`; another workspace's key is `None`.
@@ -94,7 +96,7 @@ async fn one(
 ) -> Result<Option<Key>, StoreError> {
     let sql = format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2{lock}");
     let row = c.query_opt(&sql, &[&id, &workspace_id]).await.context(what)?;
-    Ok(row.as_ref().map(from_row))
+    row.as_ref().map(from_row).transpose().context("decoding a key")
 }
 
 /// A page of an API's keys, ordered by id, after `after`.
@@ -115,7 +117,7 @@ pub async fn list(
         )
         .await
         .context("listing an API's keys")?;
-    Ok(rows.iter().map(from_row).collect())
+    rows.iter().map(from_row).collect::<Result<_, _>>().context("decoding keys")
 }
 
 /// How many keys an API has.
@@ -324,7 +326,10 @@ pub async fn change_credits(
 ) -> Result<CreditChange, StoreError> {
     let (sql, value) = match op {
         CreditOp::Set(v) => ("credits_remaining = $3", v),
-        CreditOp::Increment(v) => ("credits_remaining = credits_remaining + $3", Some(v)),
+        // Both are at most MAX_CREDITS, so the sum cannot overflow; it is capped again.
+        CreditOp::Increment(v) => {
+            ("credits_remaining = LEAST(credits_remaining + $3, 1000000000000000)", Some(v))
+        }
         CreditOp::Decrement(v) => {
             ("credits_remaining = greatest(credits_remaining - $3, 0)", Some(v))
         }

@@ -9,6 +9,8 @@
 pub mod aad;
 pub mod envelope;
 pub mod hierarchy;
+#[cfg(test)]
+mod properties;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;

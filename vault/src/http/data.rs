@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::extract::{Caller, JsonBody};
-use crate::domain::{KeyringName, Role, check_context};
+use super::extract::{Api, ApiOrRewrap, Caller, JsonBody};
+use crate::domain::{KeyringName, check_context};
 use crate::error::VaultError;
 use crate::http::AppState;
 use crate::service::data::ItemError;
@@ -64,10 +64,9 @@ fn item_error(error: ItemError) -> Value {
 /// `POST /v1/encrypt`.
 pub async fn encrypt(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<Api>,
     JsonBody(body): JsonBody<EncryptBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Api])?;
     let keyring = KeyringName::parse(&body.keyring)?;
     crate::audit::note(&body.keyring, body.items.len());
     check_batch(&state, body.items.len())?;
@@ -116,10 +115,9 @@ fn cipher_items(
 /// `POST /v1/decrypt`.
 pub async fn decrypt(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<Api>,
     JsonBody(body): JsonBody<CipherBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Api])?;
     let (keyring, items) = cipher_items(&state, body)?;
     let opened = state.vault.decrypt(&keyring, &items).await?;
     let items: Vec<Value> = opened
@@ -135,10 +133,9 @@ pub async fn decrypt(
 /// `POST /v1/rewrap`.
 pub async fn rewrap(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<ApiOrRewrap>,
     JsonBody(body): JsonBody<CipherBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Api, Role::Rewrap])?;
     let (keyring, items) = cipher_items(&state, body)?;
     let rewrapped = state.vault.rewrap(&keyring, &items).await?;
     let items: Vec<Value> = rewrapped

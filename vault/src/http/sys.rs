@@ -6,8 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Caller, JsonBody};
-use crate::domain::Role;
+use super::extract::{Caller, JsonBody, NoBody, Operator};
 use crate::error::VaultError;
 use crate::http::AppState;
 use crate::service::lifecycle::Status;
@@ -35,10 +34,9 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, Vault
 /// `POST /v1/sys/initialize {"key"}`.
 pub async fn initialize(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Operator>,
     JsonBody(body): JsonBody<KeyBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     state.vault.initialize(body.key).await?;
     tracing::info!(identity = %caller.0.identity, "initialized");
     Ok(Json(json!({"initialized": true, "unlocked": true})))
@@ -47,10 +45,9 @@ pub async fn initialize(
 /// `POST /v1/sys/unlock {"key"}`.
 pub async fn unlock(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Operator>,
     JsonBody(body): JsonBody<KeyBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     state.vault.unlock(body.key, &caller.0.identity, caller.0.addr.ip()).await?;
     Ok(Json(json!({"unlocked": true})))
 }
@@ -58,9 +55,9 @@ pub async fn unlock(
 /// `POST /v1/sys/lock`.
 pub async fn lock(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Operator>,
+    _: NoBody,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     state.vault.lock().await?;
     tracing::info!(identity = %caller.0.identity, "locked");
     Ok(Json(json!({"unlocked": false})))
@@ -69,10 +66,9 @@ pub async fn lock(
 /// `POST /v1/sys/rekey {"current_key","new_key"}`.
 pub async fn rekey(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Operator>,
     JsonBody(body): JsonBody<RekeyBody>,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     state
         .vault
         .rekey(body.current_key, body.new_key, &caller.0.identity, caller.0.addr.ip())
@@ -83,9 +79,9 @@ pub async fn rekey(
 /// `POST /v1/sys/rotate`: a new KEK version.
 pub async fn rotate(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<Operator>,
+    _: NoBody,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     let version = state.vault.rotate_kek().await?;
     Ok(Json(json!({"kek_version": version})))
 }
@@ -93,9 +89,9 @@ pub async fn rotate(
 /// `POST /v1/sys/rotate-root`: a new root key.
 pub async fn rotate_root(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Caller<Operator>,
+    _: NoBody,
 ) -> Result<Json<Value>, VaultError> {
-    caller.require(&[Role::Operator])?;
     let version = state.vault.rotate_root().await?;
     Ok(Json(json!({"root_version": version})))
 }

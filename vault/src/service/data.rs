@@ -170,12 +170,14 @@ impl Vault {
             .map(|(ct, _)| {
                 let ct = Ciphertext::parse(ct).map_err(|_| ItemError::MalformedCiphertext)?;
                 let v = version_of(&ct);
-                if v < row.trimmed_below {
+                // A version the keyring never had is "not found", never "destroyed": 0 or a
+                // negative one would otherwise read as lost data.
+                if v > row.latest_version || v < 1 {
+                    Err(ItemError::VersionNotFound)
+                } else if v < row.trimmed_below {
                     Err(ItemError::VersionDestroyed)
                 } else if v < row.min_decryption_version {
                     Err(ItemError::VersionRetired)
-                } else if v > row.latest_version || v < 1 {
-                    Err(ItemError::VersionNotFound)
                 } else {
                     Ok(ct)
                 }
