@@ -169,6 +169,10 @@ impl ApiConfig {
             reason: format!("{e:#}"),
         })?;
         self.log.env_filter()?;
+        if let Some(vault) = &self.vault {
+            crate::vault_client::check_url(&vault.url)
+                .map_err(|reason| ConfigError::Option { option: "vault.url", reason })?;
+        }
         Ok(())
     }
 }

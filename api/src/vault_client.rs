@@ -180,9 +180,23 @@ pub struct VaultClient {
     reload_interval: Duration,
 }
 
+/// Refuses a vault URL that is not `https://`. Recoverable keys travel to the vault in
+/// plaintext inside the TLS session; over plain HTTP they would cross the network in the clear,
+/// so there is no opt-out.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    if https && url.len() > "https://".len() {
+        Ok(())
+    } else {
+        Err("must be an https:// URL: keys are sent to the vault, and only ever over mutual TLS"
+            .to_owned())
+    }
+}
+
 impl VaultClient {
-    /// Loads the certificates and builds the client.
+    /// Loads the certificates and builds the client. Refuses a URL that is not `https://`.
     pub fn new(config: &VaultClientConfig) -> anyhow::Result<Self> {
+        check_url(&config.url).map_err(|reason| anyhow::anyhow!("the vault URL {reason}"))?;
         let (ca, cert, key) = (config.ca.clone(), config.cert.clone(), config.key.clone());
         let connect = Duration::from_millis(config.connect_timeout_ms);
         let request = Duration::from_millis(config.request_timeout_ms);
@@ -289,8 +303,11 @@ impl VaultClient {
             .iter()
             .map(|(plaintext, context)| json!({"plaintext": STANDARD.encode(plaintext), "context": context}))
             .collect();
-        let answer =
-            self.post("/v1/encrypt", &json!({"keyring": keyring, "items": items}), false).await?;
+        let request = json!({"keyring": keyring, "items": items});
+        let answer = self.post("/v1/encrypt", &request, false).await;
+        // The base64 copies of the keys are overwritten, whatever the answer.
+        strongbox_shared::json::scrub(request);
+        let answer = answer?;
         answer["items"]
             .as_array()
             .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()))?
@@ -310,23 +327,30 @@ impl VaultClient {
     ) -> Result<Vec<Opened>, VaultFailure> {
         let body: Vec<Value> =
             items.iter().map(|(c, ctx)| json!({"ciphertext": c, "context": ctx})).collect();
-        let answer =
+        let mut answer =
             self.post("/v1/decrypt", &json!({"keyring": keyring, "items": body}), true).await?;
-        let items = answer["items"]
-            .as_array()
-            .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()))?;
-        Ok(items
-            .iter()
-            .map(|i| match i["plaintext"].as_str() {
-                Some(b64) => STANDARD
-                    .decode(b64)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .map(Zeroizing::new)
-                    .ok_or_else(|| "MALFORMED_PLAINTEXT".to_owned()),
-                None => Err(i["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned()),
-            })
-            .collect())
+        let opened = match answer["items"].as_array_mut() {
+            Some(items) => Ok(items.iter_mut().map(open_item).collect()),
+            None => Err(VaultFailure::Unavailable("malformed vault answer".to_owned())),
+        };
+        // Every base64 plaintext of the answer is overwritten once decoded.
+        strongbox_shared::json::scrub(answer);
+        opened
+    }
+}
+
+/// One item of a decrypt answer: the plaintext (its base64 taken out of the answer and wiped
+/// once decoded) or the item's error code.
+fn open_item(item: &mut Value) -> Opened {
+    match item.get_mut("plaintext").map(Value::take) {
+        Some(Value::String(b64)) => {
+            let malformed = || "MALFORMED_PLAINTEXT".to_owned();
+            let b64 = Zeroizing::new(b64);
+            let bytes = Zeroizing::new(STANDARD.decode(b64.as_bytes()).map_err(|_| malformed())?);
+            let text = std::str::from_utf8(&bytes).map_err(|_| malformed())?;
+            Ok(Zeroizing::new(text.to_owned()))
+        }
+        _ => Err(item["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned()),
     }
 }
 

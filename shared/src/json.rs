@@ -91,6 +91,27 @@ impl<'de> Visitor<'de> for Unique {
     }
 }
 
+/// Overwrites every string in `value` before it is dropped. Bodies may carry keys and
+/// plaintexts, and the parsed copy outlives the typed one only until this runs.
+pub fn scrub(mut value: Value) {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::String(s) => zeroize::Zeroize::zeroize(s),
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(fields) => fields.values_mut().for_each(walk),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    walk(&mut value);
+}
+
+/// Overwrites a request body's bytes, when nothing else holds them.
+pub fn scrub_bytes(bytes: bytes::Bytes) {
+    if let Ok(mut owned) = bytes.try_into_mut() {
+        zeroize::Zeroize::zeroize(owned.as_mut());
+    }
+}
+
 /// `T` from `value`, with structs taken from objects only; the error carries the path.
 pub fn from_value<T: DeserializeOwned>(
     value: &Value,

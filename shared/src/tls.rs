@@ -11,7 +11,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use tokio_util::sync::CancellationToken;
 
 /// The crypto provider of every TLS configuration: aws-lc-rs.
@@ -84,23 +84,49 @@ impl MtlsServerFiles {
 
     /// A TLS 1.3 server configuration that requires and verifies a client certificate.
     pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        Ok(Arc::unwrap_or_clone(self.server()?.config))
+    }
+
+    /// The server configuration with the verifier it checks clients with, so that a
+    /// connection opened earlier can be checked again after the CA or a CRL changes. A CRL past
+    /// its nextUpdate fails verification (rustls would otherwise ignore its expiry).
+    pub fn server(&self) -> anyhow::Result<MtlsServer> {
         let provider = provider();
         let roots = Arc::new(load_roots(&self.client_ca)?);
         let crls = load_crls(&self.crls)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
             .with_crls(crls)
+            .enforce_revocation_expiration()
             .build()
             .context("building the client certificate verifier")?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("selecting TLS 1.3")?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(load_certs(&self.cert)?, load_key(&self.key)?)
             .with_context(|| {
                 format!("pairing {} with {}", self.cert.display(), self.key.display())
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(MtlsServer { config: Arc::new(config), verifier })
+    }
+}
+
+/// A server's TLS configuration and the verifier it checks client certificates with.
+pub struct MtlsServer {
+    /// For new connections.
+    pub config: Arc<ServerConfig>,
+    /// For checking a connection's client again, after a reload.
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl MtlsServer {
+    /// Whether the client certificate chain `chain` (leaf first) still verifies now.
+    pub fn still_trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.verifier.verify_client_cert(leaf, intermediates, UnixTime::now()).is_ok()
     }
 }
 
@@ -156,6 +182,8 @@ struct ReloadInner<T> {
     build: Box<Build<T>>,
     current: RwLock<Arc<T>>,
     stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
+    /// Counts successful reloads, for those who must act on one.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
@@ -181,6 +209,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
                 build: Box::new(build),
                 current: RwLock::new(Arc::new(value)),
                 stamps: Mutex::new(first_stamps),
+                reloads: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -196,7 +225,13 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         let value = (self.inner.build)()?;
         *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
         *self.inner.stamps.lock().unwrap_or_else(|e| e.into_inner()) = new_stamps;
+        self.inner.reloads.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Wakes on every successful reload (for connections that must check their peer again).
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.reloads.subscribe()
     }
 
     /// Rebuilds if a file's modification time or size changed. Returns whether it did.

@@ -71,6 +71,38 @@ fn argon2_parameters_can_be_set_one_at_a_time_and_are_checked() {
 }
 
 #[test]
+fn argon2_below_the_floor_needs_allow_weak_and_above_the_ceiling_is_refused() {
+    let weak = [
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__M_KIB", "8192"),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__T", "1"),
+    ];
+    let err = vault(&weak).unwrap_err().to_string();
+    assert!(err.contains("unlock.argon2") && err.contains("floor"), "{err}");
+    let mut allowed = weak.to_vec();
+    allowed.push(("STRONGBOX_VAULT__KDF__ALLOW_WEAK", "true"));
+    assert_eq!(vault(&allowed).unwrap().unlock.argon2.m_kib, 8192);
+    // The floor itself is accepted.
+    let floor = [
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__M_KIB", "19456"),
+        ("STRONGBOX_VAULT__UNLOCK__ARGON2__T", "2"),
+    ];
+    vault(&floor).unwrap();
+    for (option, value) in [("M_KIB", "1048577"), ("T", "11"), ("P", "9")] {
+        let variable = format!("STRONGBOX_VAULT__UNLOCK__ARGON2__{option}");
+        let err = vault(&[
+            ("STRONGBOX_VAULT__DATABASE__URL", URL),
+            (&variable, value),
+            ("STRONGBOX_VAULT__KDF__ALLOW_WEAK", "true"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unlock.argon2"), "{option}={value}: {err}");
+    }
+}
+
+#[test]
 fn environment_overrides_the_toml_file() {
     let sources = ApiConfig::sources()
         .toml_text(

@@ -152,10 +152,20 @@ impl DevCa {
 
     /// A CRL revoking `serials`, valid for a day.
     pub fn crl(&self, serials: &[u64]) -> anyhow::Result<String> {
+        self.crl_until(serials, OffsetDateTime::now_utc() + Duration::days(1))
+    }
+
+    /// A CRL revoking `serials` whose nextUpdate is `next_update` (in the past, it is stale:
+    /// the vault then refuses every client until a fresh one is published).
+    pub fn crl_until(
+        &self,
+        serials: &[u64],
+        next_update: OffsetDateTime,
+    ) -> anyhow::Result<String> {
         let now = OffsetDateTime::now_utc();
         let crl = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(5),
-            next_update: now + Duration::days(1),
+            this_update: now.min(next_update) - Duration::minutes(5),
+            next_update,
             crl_number: SerialNumber::from(serial()?.to_be_bytes().to_vec()),
             issuing_distribution_point: None,
             revoked_certs: serials

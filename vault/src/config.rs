@@ -49,6 +49,20 @@ pub struct VaultConfig {
     /// `[rotation]`: periodic rotation and key maintenance.
     #[serde(default)]
     pub rotation: RotationConfig,
+    /// `[kdf]`: bounds on the server-key KDF.
+    #[serde(default)]
+    pub kdf: KdfConfig,
+}
+
+/// `[kdf]`: bounds on the server-key KDF's parameters.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfConfig {
+    /// Accept `unlock.argon2` below the floor (19 MiB, 2 passes). For tests only: a weak KDF
+    /// makes a stolen vault database plus a guessed server key cheap to try. Logged as a
+    /// warning at start.
+    #[serde(default)]
+    pub allow_weak: bool,
 }
 
 /// `[rotation]`: every unlocked replica checks periodically; compare-and-swap on versions makes
@@ -112,6 +126,15 @@ pub struct TlsConfig {
     /// How long a client may take to finish the TLS handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
+    /// The longest a connection stays open: then it is closed gracefully (its request in flight
+    /// finishes) and the client reconnects, verified afresh. The backstop behind re-checking
+    /// open connections at every reload.
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_seconds: u64,
+}
+
+fn default_max_connection_age() -> u64 {
+    600
 }
 
 fn default_trust_domain() -> String {
@@ -269,6 +292,14 @@ impl VaultConfig {
             .argon2
             .validate()
             .map_err(|e| ConfigError::Option { option: "unlock.argon2", reason: e.to_string() })?;
+        if !self.kdf.allow_weak && !self.unlock.argon2.meets_floor() {
+            return Err(ConfigError::Option {
+                option: "unlock.argon2",
+                reason: "below the floor of m_kib 19456 and t 2 (set kdf.allow_weak = true only \
+                         in tests)"
+                    .to_owned(),
+            });
+        }
         if self.limits.max_items == 0 || self.limits.max_plaintext_bytes == 0 {
             return Err(ConfigError::Option {
                 option: "limits",

@@ -37,9 +37,17 @@ pub async fn recover(
     input: impl BufRead,
     mut output: impl Write,
 ) -> anyhow::Result<(usize, usize)> {
+    // It holds the root key and every DEK it needs while it runs.
+    crate::hardening::disable_core_dumps();
     let pool = strongbox_shared::db::pool(vault_db)?;
     let client = pool.get().await.context("connecting to the vault database")?;
     let record = store::root(&client).await?.context("the vault database holds no root record")?;
+    if !record.params.within_ceiling() {
+        anyhow::bail!(
+            "the root record asks for argon2 parameters above the ceiling (m 1 GiB, t 10, p 8): \
+             the vault database was altered; refusing to derive"
+        );
+    }
     let unlock = tokio::task::spawn_blocking(move || {
         hierarchy::derive_unlock_key(&server_key, record.params, &record.salt).map(|k| (k, record))
     })

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rustls::ServerConfig;
 use secrecy::SecretString;
 use strongbox_shared::db::DatabaseConfig;
-use strongbox_shared::tls::Reloading;
+use strongbox_shared::tls::{MtlsServer, Reloading};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +23,7 @@ pub struct Application {
     main: TcpListener,
     ops: TcpListener,
     state: AppState,
-    tls: Reloading<ServerConfig>,
+    tls: Reloading<MtlsServer>,
     listener: ListenerSettings,
     reload_interval: Duration,
     database: DatabaseConfig,
@@ -39,12 +38,19 @@ impl Application {
     /// free port; read it back with [`Application::main_addr`] and [`Application::ops_addr`].
     pub async fn build(config: VaultConfig) -> anyhow::Result<Self> {
         crate::hardening::disable_core_dumps();
+        if config.kdf.allow_weak && !config.unlock.argon2.meets_floor() {
+            tracing::warn!(
+                m_kib = config.unlock.argon2.m_kib,
+                t = config.unlock.argon2.t,
+                "kdf.allow_weak: argon2 parameters below the floor; acceptable in tests only"
+            );
+        }
         let report = crate::migrate(&config.database).await?;
         if !report.applied.is_empty() {
             tracing::info!(applied = ?report.applied, "applied migrations");
         }
         let files = config.tls.files();
-        let tls = Reloading::new("vault TLS", files.paths(), move || files.server_config())?;
+        let tls = Reloading::new("vault TLS", files.paths(), move || files.server())?;
         strongbox_shared::metrics::install();
         strongbox_shared::metrics::describe(crate::http::METRICS);
         let pool = strongbox_shared::db::pool(&config.database)?;
@@ -76,6 +82,9 @@ impl Application {
             listener: ListenerSettings {
                 trust_domain: Arc::from(config.tls.trust_domain.as_str()),
                 handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+                max_connection_age: Duration::from_secs(
+                    config.tls.max_connection_age_seconds.max(1),
+                ),
             },
             reload_interval: Duration::from_secs(config.tls.reload_interval_seconds.max(1)),
             database: config.database,

@@ -4,7 +4,6 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
 use tracing::Instrument as _;
 
 use crate::context::request_id;
@@ -55,12 +54,33 @@ pub async fn with_request_id(request: Request, next: Next) -> Response {
     response
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    request_id: String,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    meta: Meta,
+    data: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pagination: Option<super::openapi::Pagination>,
+}
+
+/// Writes the envelope straight from the typed answer: no intermediate JSON value keeps a copy
+/// of a key that the answer's own types wipe on drop.
+fn respond<T: Serialize>(data: &T, pagination: Option<super::openapi::Pagination>) -> Response {
+    let envelope = Envelope { meta: Meta { request_id: request_id() }, data, pagination };
+    axum::Json(envelope).into_response()
+}
+
 /// A success answer: `{"meta":{"requestId"},"data":…}`.
 pub struct Data<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Data<T> {
     fn into_response(self) -> Response {
-        axum::Json(json!({"meta": {"requestId": request_id()}, "data": self.0})).into_response()
+        respond(&self.0, None)
     }
 }
 
@@ -75,11 +95,7 @@ pub struct Page<T> {
 impl<T: Serialize> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
         // The cursor is omitted, not null, on the last page: @unkey/api rejects a null cursor.
-        let pagination = match self.cursor {
-            Some(cursor) => json!({"cursor": cursor, "hasMore": true}),
-            None => json!({"hasMore": false}),
-        };
-        axum::Json(json!({"meta": {"requestId": request_id()}, "data": self.data, "pagination": pagination}))
-            .into_response()
+        let has_more = self.cursor.is_some();
+        respond(&self.data, Some(super::openapi::Pagination { cursor: self.cursor, has_more }))
     }
 }

@@ -31,7 +31,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let json = strongbox_shared::json::parse(&bytes).map_err(|e| {
             ApiError::bad_request(format!("the body is not valid JSON: {e}"), Vec::new())
         })?;
-        let value = strongbox_shared::json::from_value(&json).map_err(describe)?;
+        let value = strongbox_shared::json::from_value(&json).map_err(describe);
+        // The body and its parsed copy may hold keys or plaintexts; the typed value is all
+        // that is kept.
+        strongbox_shared::json::scrub(json);
+        strongbox_shared::json::scrub_bytes(bytes);
+        let value = value?;
         Ok(Self(value))
     }
 }

@@ -255,7 +255,7 @@ impl UpdateKey {
 
 /// `{keyId, key}`: the key appears here and never again.
 pub fn created(created: Created) -> CreatedKeyData {
-    CreatedKeyData { key_id: created.key_id, key: created.key.as_str().to_owned() }
+    CreatedKeyData { key_id: created.key_id, key: super::views::KeyText::new(&created.key) }
 }
 
 /// `POST /v2/keys.createKey`. The key appears in this response and never again.

@@ -269,7 +269,8 @@ pub struct KeyV1 {
     pub identity: Option<IdentityData>,
     /// The key itself, for recoverable keys asked for with `decrypt`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plaintext: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub plaintext: Option<super::views::KeyText>,
 }
 
 fn key_v1(key: &Key, plaintext: Option<&str>) -> KeyV1 {
@@ -305,7 +306,7 @@ fn key_v1(key: &Key, plaintext: Option<&str>) -> KeyV1 {
             id: id.clone(),
             external_id: external_id.clone(),
         }),
-        plaintext: plaintext.map(str::to_owned),
+        plaintext: plaintext.map(super::views::KeyText::new),
     }
 }
 

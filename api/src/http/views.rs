@@ -10,6 +10,29 @@ use crate::domain::keys::{Key, Ratelimit, RatelimitSpec, Refill, RefillInterval}
 use crate::domain::{Invalid, unix_ms};
 use crate::service::ServiceError;
 
+/// A key in an answer (created, rerolled or decrypted), wiped from memory when the answer has
+/// been written.
+pub struct KeyText(zeroize::Zeroizing<String>);
+
+impl KeyText {
+    /// A copy of `key` that is wiped on drop.
+    pub fn new(key: &str) -> Self {
+        Self(zeroize::Zeroizing::new(key.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(<redacted>)")
+    }
+}
+
+impl Serialize for KeyText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 /// `daily` or `monthly`.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -150,7 +173,8 @@ pub struct KeyData {
     pub last_used_at: Option<i64>,
     /// The key itself, for recoverable keys asked for with `decrypt`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plaintext: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub plaintext: Option<KeyText>,
     /// Permission patterns.
     pub permissions: Vec<String>,
     /// Always empty: Strongbox has no roles.
@@ -175,7 +199,7 @@ impl KeyData {
             identity: IdentityData::of(key),
             updated_at: key.updated_at.map(unix_ms),
             last_used_at: key.last_used_at.map(unix_ms),
-            plaintext: plaintext.map(str::to_owned),
+            plaintext: plaintext.map(KeyText::new),
             permissions: key.permissions.clone(),
             roles: Vec::new(),
             ratelimits: key.ratelimits.iter().map(RatelimitData::from).collect(),
@@ -190,7 +214,8 @@ pub struct CreatedKeyData {
     /// `key_…` or `rk_…`.
     pub key_id: String,
     /// The key itself, shown here and never again.
-    pub key: String,
+    #[schema(value_type = String)]
+    pub key: KeyText,
 }
 
 /// A permission pattern: segments split by `.`, none empty, without whitespace, control

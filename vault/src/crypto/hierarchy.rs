@@ -46,14 +46,36 @@ impl Default for Argon2Params {
 }
 
 impl Argon2Params {
+    /// The least a configuration may ask for: 19 MiB and 2 passes, OWASP's minimum for argon2id.
+    /// Below it only with `kdf.allow_weak` (tests).
+    pub const FLOOR: Self = Self { m_kib: 19 * 1024, t: 2, p: 1 };
+
+    /// The most a root record may ask for: 1 GiB, 10 passes, 8 lanes. The parameters are stored
+    /// beside the record, so anyone who can write the vault database could otherwise set the
+    /// memory to terabytes and make every unlock abort the process.
+    pub const CEILING: Self = Self { m_kib: 1024 * 1024, t: 10, p: 8 };
+
+    /// Whether the parameters reach [`Self::FLOOR`].
+    pub fn meets_floor(&self) -> bool {
+        self.m_kib >= Self::FLOOR.m_kib && self.t >= Self::FLOOR.t && self.p >= Self::FLOOR.p
+    }
+
+    /// Whether the parameters stay within [`Self::CEILING`].
+    pub fn within_ceiling(&self) -> bool {
+        self.m_kib <= Self::CEILING.m_kib && self.t <= Self::CEILING.t && self.p <= Self::CEILING.p
+    }
+
     fn argon2(&self) -> Result<argon2::Argon2<'static>, CryptoError> {
         let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(KEY_LEN))
             .map_err(|_| CryptoError::Malformed("argon2 parameters out of range"))?;
         Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
     }
 
-    /// Checks that argon2 accepts the parameters.
+    /// Checks that argon2 accepts the parameters and that they stay within the ceiling.
     pub fn validate(&self) -> Result<(), CryptoError> {
+        if !self.within_ceiling() {
+            return Err(CryptoError::Malformed("argon2 parameters above m 1 GiB, t 10, p 8"));
+        }
         self.argon2().map(drop)
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -117,7 +118,7 @@ pub async fn decrypt(
     State(state): State<AppState>,
     _: Caller<Api>,
     JsonBody(body): JsonBody<CipherBody>,
-) -> Result<Json<Value>, VaultError> {
+) -> Result<axum::response::Response, VaultError> {
     let (keyring, items) = cipher_items(&state, body)?;
     let opened = state.vault.decrypt(&keyring, &items).await?;
     let items: Vec<Value> = opened
@@ -127,7 +128,13 @@ pub async fn decrypt(
             Err(e) => item_error(e),
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    // Serialized here, so the copies of the plaintexts this replica made can be overwritten;
+    // the response body itself belongs to the connection from now on.
+    let answer = json!({"items": items});
+    let body = serde_json::to_vec(&answer)
+        .map_err(|e| VaultError::Internal(anyhow::Error::new(e).context("encoding an answer")))?;
+    strongbox_shared::json::scrub(answer);
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `POST /v1/rewrap`.

@@ -108,7 +108,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 _ => format!("body is not valid JSON (line {}, column {})", e.line(), e.column()),
             })
         })?;
-        let value = strongbox_shared::json::from_value(&json).map_err(describe)?;
+        let value = strongbox_shared::json::from_value(&json).map_err(describe);
+        // The body and its parsed copy may hold keys or plaintexts; the typed value is all
+        // that is kept.
+        strongbox_shared::json::scrub(json);
+        strongbox_shared::json::scrub_bytes(bytes);
+        let value = value?;
         Ok(Self(value))
     }
 }

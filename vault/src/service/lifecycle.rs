@@ -152,25 +152,49 @@ impl Vault {
             metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => reason)
                 .increment(1);
         };
-        if let Err(throttled) = self.throttle.check(identity, ip) {
-            refused("throttled");
-            return Err(throttled);
-        }
+        let attempt = {
+            let client = self.pool.get().await?;
+            match self.throttle.begin(&client, identity, ip).await {
+                Ok(attempt) => attempt,
+                Err(throttled @ VaultError::TooManyAttempts { .. }) => {
+                    refused("throttled");
+                    return Err(throttled);
+                }
+                Err(other) => return Err(other),
+            }
+        };
+        // The attempt is counted; whatever happens next, it ends (right key: forgotten).
+        let opened = self.evaluate(key).await;
         let client = self.pool.get().await?;
-        let record = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
-        drop(client);
+        match opened {
+            Ok(opened) => {
+                self.throttle.success(&client, attempt).await?;
+                Ok(opened)
+            }
+            Err(error) => {
+                self.throttle.end(&client, attempt).await?;
+                if matches!(error, VaultError::WrongKey) {
+                    refused("wrong_key");
+                    tracing::warn!(identity, %ip, "a wrong server key was presented");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Derives the unlock key from `key` and opens the root record with it.
+    async fn evaluate(
+        &self,
+        key: SecretString,
+    ) -> Result<(RootRow, SecretKey, SecretKey), VaultError> {
+        let record = {
+            let client = self.pool.get().await?;
+            store::root(&client).await?.ok_or(VaultError::NotInitialized)?
+        };
         let unlock = self.derive(key, record.params, record.salt.clone()).await?;
         match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
-            Ok(root) => {
-                self.throttle.success(identity, ip);
-                Ok((record, unlock, root))
-            }
-            Err(crate::crypto::CryptoError::Authentication) => {
-                self.throttle.failure(identity, ip);
-                refused("wrong_key");
-                tracing::warn!(identity, %ip, "a wrong server key was presented");
-                Err(VaultError::WrongKey)
-            }
+            Ok(root) => Ok((record, unlock, root)),
+            Err(crate::crypto::CryptoError::Authentication) => Err(VaultError::WrongKey),
             Err(other) => Err(other.into()),
         }
     }

@@ -266,6 +266,17 @@ impl Vault {
         params: Argon2Params,
         salt: Vec<u8>,
     ) -> Result<SecretKey, VaultError> {
+        // The parameters come from the database: past the ceiling they are tampering (or
+        // corruption), and deriving with them could exhaust the host.
+        if !params.within_ceiling() {
+            tracing::error!(
+                m_kib = params.m_kib,
+                t = params.t,
+                p = params.p,
+                "the root record asks for argon2 parameters above the ceiling; refusing to derive"
+            );
+            return Err(VaultError::Integrity);
+        }
         let _one_at_a_time = self.kdf_gate.lock().await;
         tokio::task::spawn_blocking(move || hierarchy::derive_unlock_key(&key, params, &salt))
             .await

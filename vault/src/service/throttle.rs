@@ -1,71 +1,137 @@
-//! Slowing down server-key guessing: after a few wrong keys from one client (identity and
-//! address), each further attempt must wait, doubling up to a ceiling.
+//! Slowing down server-key guessing, for the whole deployment: after a few wrong keys from one
+//! client (verified identity and address), each further attempt must wait, doubling up to a
+//! ceiling. The counts live in the vault database, so every replica sees them and a restart
+//! forgets nothing.
+//!
+//! An attempt is counted before its key is evaluated (see [`Throttle::begin`]), and only one
+//! attempt per client is evaluated at a time: a burst of parallel guesses gets one evaluation
+//! and 429s, not a queue in front of the KDF.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
 
 use crate::error::VaultError;
 
-/// Entries kept before expired ones are pruned.
-const PRUNE_AT: usize = 10_000;
+/// How long an attempt may stay in flight before its mark lapses (a replica that died
+/// mid-attempt must not block its client for ever). Longer than any derivation.
+const IN_FLIGHT_LEASE: Duration = Duration::from_secs(60);
 
+/// The throttle's rules.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    blocked_until: Instant,
-}
-
-/// Failure counts per client.
 pub struct Throttle {
     free_failures: u32,
     max_delay: Duration,
-    entries: Mutex<HashMap<(String, IpAddr), Entry>>,
+}
+
+/// An attempt admitted by [`Throttle::begin`]: already counted as a failure.
+#[must_use = "an admitted attempt must end with success or failure"]
+pub struct Attempt {
+    identity: String,
+    ip: IpAddr,
 }
 
 impl Throttle {
     /// `free_failures` wrong keys pass without delay; then 1 s, 2 s, 4 s… up to `max_delay`.
     pub fn new(free_failures: u32, max_delay: Duration) -> Self {
-        Self { free_failures, max_delay, entries: Mutex::new(HashMap::new()) }
+        Self { free_failures, max_delay }
     }
 
-    /// Refuses an attempt while the client must wait.
-    pub fn check(&self, identity: &str, ip: IpAddr) -> Result<(), VaultError> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get(&(identity.to_owned(), ip)) {
-            let now = Instant::now();
-            if entry.blocked_until > now {
-                let wait = entry.blocked_until - now;
-                // Round up: a client that waits Retry-After seconds is let through.
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(VaultError::TooManyAttempts { retry_after_seconds: secs.max(1) });
-            }
+    /// The wait after `failures` wrong keys, if any.
+    pub fn delay_after(&self, failures: u32) -> Option<Duration> {
+        if failures < self.free_failures {
+            return None;
         }
+        let doublings = (failures - self.free_failures).min(20);
+        Some(Duration::from_secs(1u64 << doublings).min(self.max_delay))
+    }
+
+    /// Admits an attempt of (`identity`, `ip`) and counts it as a failure before its key is
+    /// evaluated, in one statement; or refuses with 429 and `Retry-After` when the client must
+    /// wait, or already has an attempt in flight.
+    pub async fn begin(
+        &self,
+        c: &impl GenericClient,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<Attempt, VaultError> {
+        // The delay this attempt would impose if it fails, computed for the count it will have.
+        let row = c
+            .query_opt(
+                "INSERT INTO unlock_attempts AS a (identity, address, failures, in_flight_until) \
+                 VALUES ($1, $2, 1, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (identity, address) DO UPDATE SET \
+                     failures = a.failures + 1, \
+                     in_flight_until = now() + make_interval(secs => $3), \
+                     updated_at = now() \
+                 WHERE (a.in_flight_until IS NULL OR a.in_flight_until <= now()) \
+                   AND (a.blocked_until IS NULL OR a.blocked_until <= now()) \
+                 RETURNING failures",
+                &[&identity, &ip, &IN_FLIGHT_LEASE.as_secs_f64()],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(self.refusal(c, identity, ip).await?);
+        };
+        let failures = u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX);
+        if let Some(delay) = self.delay_after(failures) {
+            c.execute(
+                "UPDATE unlock_attempts SET blocked_until = now() + make_interval(secs => $3) \
+                 WHERE identity = $1 AND address = $2",
+                &[&identity, &ip, &delay.as_secs_f64()],
+            )
+            .await?;
+        }
+        Ok(Attempt { identity: identity.to_owned(), ip })
+    }
+
+    /// The 429 for a client that must wait: until its block ends or its attempt in flight does.
+    async fn refusal(
+        &self,
+        c: &impl GenericClient,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<VaultError, VaultError> {
+        let row = c
+            .query_opt(
+                "SELECT extract(epoch FROM greatest( \
+                     CASE WHEN blocked_until > now() THEN blocked_until - now() END, \
+                     CASE WHEN in_flight_until > now() THEN interval '1 second' END))::float8 \
+                 FROM unlock_attempts WHERE identity = $1 AND address = $2",
+                &[&identity, &ip],
+            )
+            .await?;
+        let wait = row.and_then(|r| r.get::<_, Option<f64>>(0)).unwrap_or(1.0);
+        // Round up: a client that waits Retry-After seconds is let through.
+        let retry_after_seconds = (wait.ceil() as u64).max(1);
+        Ok(VaultError::TooManyAttempts { retry_after_seconds })
+    }
+
+    /// Ends an attempt whose key was right: the client's count starts over.
+    pub async fn success(
+        &self,
+        c: &impl GenericClient,
+        attempt: Attempt,
+    ) -> Result<(), VaultError> {
+        c.execute(
+            "DELETE FROM unlock_attempts WHERE identity = $1 AND address = $2",
+            &[&attempt.identity, &attempt.ip],
+        )
+        .await?;
         Ok(())
     }
 
-    /// Records a wrong key.
-    pub fn failure(&self, identity: &str, ip: IpAddr) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if entries.len() >= PRUNE_AT {
-            entries.retain(|_, e| e.blocked_until > now);
-        }
-        let entry = entries
-            .entry((identity.to_owned(), ip))
-            .or_insert(Entry { failures: 0, blocked_until: now });
-        entry.failures = entry.failures.saturating_add(1);
-        if entry.failures >= self.free_failures {
-            let doublings = (entry.failures - self.free_failures).min(20);
-            let delay = Duration::from_secs(1u64 << doublings).min(self.max_delay);
-            entry.blocked_until = now + delay;
-        }
-    }
-
-    /// Forgets a client's failures after a right key.
-    pub fn success(&self, identity: &str, ip: IpAddr) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(&(identity.to_owned(), ip));
+    /// Ends an attempt whose key was wrong, or that could not be evaluated: it stays counted,
+    /// and the client may try again once any wait is over.
+    pub async fn end(&self, c: &impl GenericClient, attempt: Attempt) -> Result<(), VaultError> {
+        c.execute(
+            "UPDATE unlock_attempts SET in_flight_until = NULL, updated_at = now() \
+             WHERE identity = $1 AND address = $2",
+            &[&attempt.identity, &attempt.ip],
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -74,37 +140,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_start_after_the_free_failures_and_reset_on_success() {
-        let t = Throttle::new(3, Duration::from_secs(300));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..2 {
-            t.check("op", ip).unwrap();
-            t.failure("op", ip);
-        }
-        t.check("op", ip).unwrap();
-        t.failure("op", ip);
-        let Err(VaultError::TooManyAttempts { retry_after_seconds }) = t.check("op", ip) else {
-            panic!("third failure should impose a wait");
-        };
-        assert_eq!(retry_after_seconds, 1);
-        // Another identity or address is unaffected.
-        t.check("other", ip).unwrap();
-        t.check("op", "10.0.0.2".parse().unwrap()).unwrap();
-        t.success("op", ip);
-        t.check("op", ip).unwrap();
-    }
-
-    #[test]
-    fn waits_double_up_to_the_ceiling() {
-        let t = Throttle::new(1, Duration::from_secs(5));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut waits = Vec::new();
-        for _ in 0..6 {
-            t.failure("op", ip);
-            if let Err(VaultError::TooManyAttempts { retry_after_seconds }) = t.check("op", ip) {
-                waits.push(retry_after_seconds);
-            }
-        }
-        assert_eq!(waits, vec![1, 2, 4, 5, 5, 5]);
+    fn waits_start_after_the_free_failures_and_double_up_to_the_ceiling() {
+        let t = Throttle::new(3, Duration::from_secs(5));
+        let waits: Vec<Option<u64>> =
+            (1..=8).map(|n| t.delay_after(n).map(|d| d.as_secs())).collect();
+        assert_eq!(waits, vec![None, None, Some(1), Some(2), Some(4), Some(5), Some(5), Some(5)]);
     }
 }
