@@ -169,6 +169,12 @@ impl ApiConfig {
             reason: format!("{e:#}"),
         })?;
         self.log.env_filter()?;
+        if self.database.migration_url.is_some() {
+            return Err(ConfigError::Option {
+                option: "database.migration_url",
+                reason: "is a vault option; the api's database has one role".to_owned(),
+            });
+        }
         if let Some(vault) = &self.vault {
             crate::vault_client::check_url(&vault.url)
                 .map_err(|reason| ConfigError::Option { option: "vault.url", reason })?;

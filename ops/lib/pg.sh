@@ -127,7 +127,8 @@ pg_stop() {
   pg_as "$PG_BIN/pg_ctl" -D "$1" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
 
-# pg_psql DATADIR PORT SQL: runs SQL as the superuser over the cluster's socket.
+# pg_psql DATADIR PORT SQL [DATABASE]: runs SQL as the superuser over the cluster's socket, in
+# DATABASE (default `postgres`).
 pg_psql() {
-  pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$1" -p "$2" -U postgres -d postgres -c "$3"
+  pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$1" -p "$2" -U postgres -d "${4:-postgres}" -c "$3"
 }

@@ -31,6 +31,11 @@ pub struct DatabaseConfig {
     /// in the certificate. Unset, connections are plain.
     #[serde(default)]
     pub ca: Option<std::path::PathBuf>,
+    /// Vault only: the URL of the role that owns the schema. Migrations run as it, and the
+    /// serving role of `url` is then granted only what it needs (on the audit log: reading and
+    /// appending). Unset, `url`'s role migrates, and must own the schema.
+    #[serde(default)]
+    pub migration_url: Option<SecretString>,
 }
 
 fn default_max_connections() -> usize {
@@ -54,7 +59,23 @@ impl DatabaseConfig {
             acquire_timeout_ms: default_acquire_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             ca: None,
+            migration_url: None,
         }
+    }
+
+    /// The owner's connection settings, when `migration_url` is set: the same options with its
+    /// URL.
+    pub fn owner(&self) -> Option<Self> {
+        self.migration_url.as_ref().map(|url| Self {
+            url: url.clone(),
+            migration_url: None,
+            ..self.clone()
+        })
+    }
+
+    /// The role `url` logs in as, when it names one.
+    pub fn user(&self) -> Option<String> {
+        self.pg_config().ok()?.get_user().map(str::to_owned)
     }
 
     /// Parses the URL. The error never repeats the URL, which may hold a password.

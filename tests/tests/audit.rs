@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use strongbox_tests::process::binary;
-use strongbox_tests::{TestDb, eventually, spawn_api, spawn_vault};
+use strongbox_tests::{SERVER_KEY, TestDb, eventually, spawn_api, spawn_vault};
 
 #[derive(Debug)]
 struct Row {
@@ -17,13 +17,26 @@ struct Row {
     status: i16,
 }
 
+/// `audit verify` with the server key (so keyed entries' MACs are checked) and `extra` args.
 async fn audit_verify(db: &TestDb) -> (i32, Value) {
-    let out = tokio::process::Command::new(binary("strongbox-vault"))
-        .args(["audit", "verify", "--output", "json", "--database-url", db.url()])
+    audit_verify_with(db, &[]).await
+}
+
+async fn audit_verify_with(db: &TestDb, extra: &[&str]) -> (i32, Value) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(binary("strongbox-vault"))
+        .args(["audit", "verify", "--output", "json", "--key-stdin", "--database-url", db.url()])
+        .args(extra)
         .env_clear()
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{SERVER_KEY}\n").as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let verdict = serde_json::from_str(&stdout).unwrap_or_else(|_| {
         panic!("not JSON: {stdout} / {}", String::from_utf8_lossy(&out.stderr))
@@ -116,6 +129,15 @@ async fn every_vault_call_is_chained_into_the_audit_log_and_tampering_shows_wher
     assert_eq!(code, 0, "{verdict}");
     assert_eq!(verdict["result"], "intact");
     assert_eq!(verdict["entries"], entries.len() as i64);
+    assert_eq!(verdict["unchecked_macs"], 0, "with the server key every MAC is checked");
+    let keyed: i64 = db.one("SELECT count(*) FROM audit_log WHERE keyed", &[]).await;
+    assert!(keyed >= entries.len() as i64 - 1, "calls served while unlocked are keyed");
+    // A checkpoint noted now must hold later; one that does not is reported.
+    let checkpoint = format!("{}:{}", verdict["entries"], verdict["head"].as_str().unwrap());
+    assert_eq!(audit_verify_with(&db, &["--expect", &checkpoint]).await.0, 0);
+    let wrong = format!("{}:{}", verdict["entries"], "00".repeat(32));
+    let (code, verdict_wrong) = audit_verify_with(&db, &["--expect", &wrong]).await;
+    assert_eq!(code, 2, "{verdict_wrong}");
 
     // The log refuses changes…
     let refused = client.execute("DELETE FROM audit_log WHERE seq = 3", &[]).await;
@@ -139,6 +161,9 @@ async fn every_vault_call_is_chained_into_the_audit_log_and_tampering_shows_wher
     assert_eq!((code, verdict["seq"].clone()), (2, json!(2)), "{verdict}");
     assert!(verdict["reason"].as_str().unwrap().contains("missing"), "{verdict}");
     client.batch_execute("ALTER TABLE audit_log ENABLE TRIGGER USER").await.unwrap();
+    // A checkpoint past the end shows a cut-off tail.
+    let (code, verdict) = audit_verify_with(&db, &["--expect", &checkpoint]).await;
+    assert_eq!(code, 2, "after a deletion the old checkpoint no longer holds: {verdict}");
 
     // When the log cannot be written, the call is refused and its result withheld.
     client.batch_execute("ALTER TABLE audit_log RENAME TO audit_log_away").await.unwrap();
@@ -219,4 +244,48 @@ async fn replicas_appending_at_once_keep_one_unbroken_chain() {
     assert_eq!((code, verdict["result"].as_str()), (0, Some("intact")), "{verdict}");
     first.shutdown.cancel();
     second.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_owner_who_rewrites_the_chain_without_the_audit_key_is_caught() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    vault.encrypt("ws_audit", &["one", "two"]).await;
+    vault.encrypt("ws_audit", &["three"]).await;
+    let before = audit_verify(&db).await;
+    assert_eq!(before.0, 0, "{}", before.1);
+    // The table's owner switches the guard off, changes entry 2 (an encrypt) and recomputes the
+    // chain from there as plain SHA-256, the only hash it can compute without the key.
+    let client = db.client().await;
+    client.batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER").await.unwrap();
+    let rows = client
+        .query("SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash FROM audit_log WHERE seq >= 2 ORDER BY seq", &[])
+        .await
+        .unwrap();
+    let mut prev: Vec<u8> = rows[0].get(8);
+    for row in &rows {
+        let seq: i64 = row.get(0);
+        let entry = strongbox_vault::audit::Entry {
+            identity: row.get(2),
+            action: row.get(3),
+            keyring: row.get(4),
+            items: if seq == 2 { Some(99) } else { row.get(5) },
+            status: row.get(6),
+            trace_id: row.get(7),
+        };
+        let hash = strongbox_vault::audit::chain_hash(&prev, seq, row.get(1), &entry, None);
+        client
+            .execute(
+                "UPDATE audit_log SET items = $2, keyed = false, prev_hash = $3, hash = $4 WHERE seq = $1",
+                &[&seq, &entry.items, &prev, &hash.to_vec()],
+            )
+            .await
+            .unwrap();
+        prev = hash.to_vec();
+    }
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!((code, verdict["seq"].clone()), (2, json!(2)), "{verdict}");
+    assert!(verdict["reason"].as_str().unwrap().contains("without the audit key"), "{verdict}");
+    vault.shutdown.cancel();
 }

@@ -78,7 +78,9 @@ async fn every_option_the_manifests_set_is_one_the_service_knows() {
     let pki = TestPki::new();
     let dir = TempDir::new("manifests");
     let api_base = vec![("STRONGBOX_API__DATABASE__URL".to_owned(), db.url().to_owned())];
-    let vault_base = vault_env(&db, &pki);
+    let mut vault_base = vault_env(&db, &pki);
+    // The manifests give the vault its owner's URL from a secret file; the base sets the option.
+    vault_base.push(("STRONGBOX_VAULT__DATABASE__MIGRATION_URL".to_owned(), db.url().to_owned()));
     let (mut api_seen, mut vault_seen) = (0, 0);
     for file in manifests() {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -522,9 +522,18 @@ async fn procedure_13_rotate_a_root_key() {
 #[tokio::test]
 async fn procedure_17_verify_the_audit_log() {
     let s = stack().await;
-    let (code, out, err) = s.cli("strongbox-vault", &["audit", "verify"], "").await;
+    let key = format!("{SERVER_KEY}\n");
+    let (code, out, err) =
+        s.cli("strongbox-vault", &["audit", "verify", "--key-stdin"], &key).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("audit log intact: ") && out.contains("newest hash "), "{out}");
+    assert!(out.starts_with("audit log intact: ") && out.contains(", newest "), "{out}");
+    assert!(!out.contains("not checked"), "with the server key every MAC is checked: {out}");
+    // The checkpoint it prints holds on the next run.
+    let checkpoint = out.split(", newest ").nth(1).unwrap().trim().to_owned();
+    let (code, out, _) = s
+        .cli("strongbox-vault", &["audit", "verify", "--key-stdin", "--expect", &checkpoint], &key)
+        .await;
+    assert_eq!(code, 0, "{out}");
     // An entry altered behind the log's back (its guard switched off first) is named.
     let client = s.vault_db.client().await;
     client
@@ -535,7 +544,7 @@ async fn procedure_17_verify_the_audit_log() {
         )
         .await
         .unwrap();
-    let (code, out, _) = s.cli("strongbox-vault", &["audit", "verify"], "").await;
+    let (code, out, _) = s.cli("strongbox-vault", &["audit", "verify", "--key-stdin"], &key).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("BROKEN at entry 4") && out.contains("Entries 1-3 check out"), "{out}");
     s.all_recover_through(&s.api).await;

@@ -150,3 +150,77 @@ async fn the_unlock_throttle_holds_across_replicas_and_restarts() {
         "{body}"
     );
 }
+
+/// `url` with its user and password replaced.
+fn as_role(url: &str, role: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{role}:{password}@{host}")
+}
+
+#[tokio::test]
+async fn the_serving_role_can_only_read_and_append_the_audit_log() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    let suffix = db.name().trim_start_matches("sb_test_").to_owned();
+    let (owner, serving) = (format!("sb_owner_{suffix}"), format!("sb_serving_{suffix}"));
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} LOGIN PASSWORD 'owner-pw'; \
+             CREATE ROLE {serving} LOGIN PASSWORD 'serving-pw'; \
+             ALTER DATABASE {} OWNER TO {owner};",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let owner_url = as_role(db.url(), &owner, "owner-pw");
+    let serving_url = as_role(db.url(), &serving, "serving-pw");
+    let vault = spawn_vault(
+        &db,
+        &[
+            ("STRONGBOX_VAULT__DATABASE__URL", serving_url.as_str()),
+            ("STRONGBOX_VAULT__DATABASE__MIGRATION_URL", owner_url.as_str()),
+        ],
+    )
+    .await;
+    vault.initialize().await;
+    vault.encrypt("ws_roles", &["a key"]).await;
+
+    // As the role the vault serves with, the audit trail can be read and appended to, nothing
+    // more: no rewriting, no deleting, no switching its guard off.
+    let (client, connection) =
+        tokio_postgres::connect(&serving_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let entries: i64 =
+        client.query_one("SELECT count(*) FROM audit_log", &[]).await.unwrap().get(0);
+    assert!(entries >= 2, "{entries}");
+    for attack in [
+        "UPDATE audit_log SET status = 200",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        "DROP TRIGGER audit_log_no_update_or_delete ON audit_log",
+        "DROP TABLE audit_log",
+        "DELETE FROM refinery_schema_history",
+    ] {
+        let refused = client.batch_execute(attack).await;
+        assert!(refused.is_err(), "the serving role could: {attack}");
+    }
+    // The owner can (and `audit verify` with the server key catches it: see audit.rs).
+    let owner_client = tokio_postgres::connect(&owner_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(owner_client.1);
+    owner_client.0.batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER").await.unwrap();
+    owner_client.0.batch_execute("ALTER TABLE audit_log ENABLE TRIGGER USER").await.unwrap();
+
+    // With the schema current, a replica starts with the serving URL alone.
+    vault.shutdown.cancel();
+    vault.task.await.unwrap().unwrap();
+    let again = spawn_vault_with(
+        &db,
+        vault.pki.clone(),
+        &[("STRONGBOX_VAULT__DATABASE__URL", &serving_url)],
+    )
+    .await;
+    assert_eq!(again.unlock(SERVER_KEY).await.0, 200);
+    again.encrypt("ws_roles", &["another key"]).await;
+}

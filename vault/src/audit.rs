@@ -1,9 +1,20 @@
 //! The vault's audit log: one entry per call on the mTLS listener (who, what, which keyring, how
-//! many items, the answer's status, when), append-only and hash-chained.
+//! many items, the answer's status, when), append-only and chained.
 //!
 //! Each entry's hash covers the previous entry's hash and every field of its own, so changing,
 //! removing or reordering a stored entry breaks the chain from that entry on, and
 //! `strongbox-vault audit verify` reports where. Plaintext and ciphertext never go in it.
+//!
+//! The chain is keyed. While the vault is unlocked an entry's hash is an HMAC-SHA256 under the
+//! audit key (random, made at initialization, wrapped under the root key's KEK-wrapping subkey
+//! and re-wrapped when the root rotates), so whoever can write the table cannot recompute the
+//! chain after changing it. While locked there is no key: those entries (wrong unlocks, status
+//! calls) get a plain SHA-256, and the next keyed entry covers their hashes, so only a trailing
+//! run of them is open to rewriting until the vault is unlocked. `audit verify` checks the MACs
+//! given the server key (offline, as `recover` does); without it, it checks the links and the
+//! plain entries only and says so. A checkpoint (sequence number and head hash) is logged every
+//! [`CHECKPOINT_EVERY`] entries and at least every [`CHECKPOINT_INTERVAL`], for log shipping to
+//! keep off-box; `audit verify --expect SEQ:HASH` checks the chain still holds that entry.
 //!
 //! Replicas share the chain. Each replica's writer takes every entry waiting at that moment and
 //! appends them in one statement (group commit) at the positions after the newest entry it knows;
@@ -11,12 +22,23 @@
 //! writer then re-reads the newest entry and tries again. A call is answered only after
 //! its entry is stored: if the log cannot be written, the caller gets 503 and no result.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hmac};
 use deadpool_postgres::Pool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::crypto::SecretKey;
+
+/// The audit key while this replica is unlocked, shared by the vault and the log's writer.
+pub type AuditKey = Arc<RwLock<Option<Arc<SecretKey>>>>;
+
+/// Entries between two checkpoints.
+pub const CHECKPOINT_EVERY: i64 = 1000;
+/// Longest time between two checkpoints, when entries were written.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The identity of changes a replica makes on its own schedule (`[rotation]`).
 pub const SCHEDULER: &str = "strongbox-vault/scheduler";
@@ -86,15 +108,23 @@ pub struct Stored {
     pub hash: Vec<u8>,
 }
 
-/// The chain hash of an entry: SHA-256 over the previous hash and every field, each
-/// length-prefixed so that no two different entries encode alike.
-pub fn chain_hash(prev_hash: &[u8], seq: i64, at: OffsetDateTime, entry: &Entry) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+/// The chain hash of an entry: over the previous hash and every field, each length-prefixed so
+/// that no two different entries encode alike. With `key`, an HMAC-SHA256 under it; without, a
+/// plain SHA-256 (entries written while the vault is locked, and those from before the chain was
+/// keyed).
+pub fn chain_hash(
+    prev_hash: &[u8],
+    seq: i64,
+    at: OffsetDateTime,
+    entry: &Entry,
+    key: Option<&SecretKey>,
+) -> [u8; 32] {
+    let mut message = Vec::with_capacity(256);
     let mut field = |bytes: &[u8]| {
-        ctx.update(&(bytes.len() as u64).to_be_bytes());
-        ctx.update(bytes);
+        message.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        message.extend_from_slice(bytes);
     };
-    field(b"strongbox-vault-audit-v1");
+    field(if key.is_some() { b"strongbox-vault-audit-v2" } else { b"strongbox-vault-audit-v1" });
     field(prev_hash);
     field(&seq.to_be_bytes());
     field(&micros(at).to_be_bytes());
@@ -111,7 +141,13 @@ pub fn chain_hash(prev_hash: &[u8], seq: i64, at: OffsetDateTime, entry: &Entry)
     field(&entry.status.to_be_bytes());
     field(entry.trace_id.as_bytes());
     let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
+    match key {
+        Some(key) => {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, key.expose());
+            out.copy_from_slice(hmac::sign(&key, &message).as_ref());
+        }
+        None => out.copy_from_slice(digest::digest(&digest::SHA256, &message).as_ref()),
+    }
     out
 }
 
@@ -125,10 +161,11 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer. It stops when the last handle is dropped.
-    pub fn start(pool: Pool) -> Self {
+    /// Starts the writer, which keys entries with `key` while it holds one. It stops when the
+    /// last handle is dropped.
+    pub fn start(pool: Pool, key: AuditKey) -> Self {
         let (queue, waiting) = mpsc::channel(4 * BATCH);
-        tokio::spawn(write_loop(pool, waiting));
+        tokio::spawn(write_loop(pool, key, waiting));
         Self { queue }
     }
 
@@ -145,20 +182,47 @@ impl AuditLog {
 /// The newest entry a writer knows of: its position and hash.
 type Head = (i64, Vec<u8>);
 
+/// When this replica last logged a checkpoint.
+struct Checkpoint {
+    seq: i64,
+    at: Instant,
+}
+
+impl Checkpoint {
+    /// Logs (seq, head) once `CHECKPOINT_EVERY` entries or `CHECKPOINT_INTERVAL` have passed:
+    /// shipped off the host with the logs, a checkpoint is what `audit verify --expect` checks
+    /// against, and what shows a cut-off tail.
+    fn maybe_log(&mut self, seq: i64, hash: &[u8]) {
+        if seq - self.seq < CHECKPOINT_EVERY && self.at.elapsed() < CHECKPOINT_INTERVAL {
+            return;
+        }
+        let head = strongbox_shared::id::hex(hash);
+        tracing::info!(seq, head, checkpoint = format!("{seq}:{head}"), "audit checkpoint");
+        metrics::gauge!("strongbox_vault_audit_checkpoint_seq").set(seq as f64);
+        *self = Self { seq, at: Instant::now() };
+    }
+}
+
 /// Appends that lose to another replica this many times in a row give up (the calls are refused).
 const MAX_ATTEMPTS: usize = 16;
 
-const INSERT: &str = "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash) \
-     SELECT s, $2, i, a, k, n, st, t, p, h \
+const INSERT: &str = "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash, keyed) \
+     SELECT s, $2, i, a, k, n, st, t, p, h, $11 \
      FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[]) \
        AS u(s, i, a, k, n, st, t, p, h)";
 
-async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sender<bool>)>) {
+async fn write_loop(
+    pool: Pool,
+    key: AuditKey,
+    mut waiting: mpsc::Receiver<(Entry, oneshot::Sender<bool>)>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut head = None;
+    let mut checkpoint = Checkpoint { seq: 0, at: Instant::now() };
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         let (entries, acks): (Vec<Entry>, Vec<oneshot::Sender<bool>>) = batch.drain(..).unzip();
-        let stored = match append(&pool, &mut head, &entries).await {
+        let current = key.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let stored = match append(&pool, &mut head, &entries, current.as_deref()).await {
             Ok(()) => true,
             Err(error) => {
                 metrics::counter!("strongbox_vault_audit_write_failures_total").increment(1);
@@ -169,6 +233,9 @@ async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sen
         if stored {
             metrics::counter!("strongbox_vault_audit_entries_total")
                 .increment(entries.len() as u64);
+            if let Some((seq, hash)) = &head {
+                checkpoint.maybe_log(*seq, hash);
+            }
         }
         for ack in acks {
             let _caller_gone = ack.send(stored);
@@ -180,7 +247,12 @@ async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<(Entry, oneshot::Sen
 /// replicas appending at once: the loser's insert fails as a duplicate, and it re-reads the
 /// head and tries again. A replica that appends alone keeps its head in memory, so an append
 /// is one round trip.
-async fn append(pool: &Pool, head: &mut Option<Head>, entries: &[Entry]) -> anyhow::Result<()> {
+async fn append(
+    pool: &Pool,
+    head: &mut Option<Head>,
+    entries: &[Entry],
+    key: Option<&SecretKey>,
+) -> anyhow::Result<()> {
     let client = pool.get().await?;
     let insert = client.prepare_cached(INSERT).await?;
     let now = OffsetDateTime::now_utc();
@@ -197,7 +269,7 @@ async fn append(pool: &Pool, head: &mut Option<Head>, entries: &[Entry]) -> anyh
         let mut columns = Columns::default();
         for entry in entries {
             seq += 1;
-            let hash = chain_hash(&prev, seq, at, entry);
+            let hash = chain_hash(&prev, seq, at, entry, key);
             columns.push(seq, entry, std::mem::replace(&mut prev, hash.to_vec()), hash.to_vec());
         }
         let inserted = client
@@ -214,6 +286,7 @@ async fn append(pool: &Pool, head: &mut Option<Head>, entries: &[Entry]) -> anyh
                     &columns.trace_id,
                     &columns.prev_hash,
                     &columns.hash,
+                    &key.is_some(),
                 ],
             )
             .await;
@@ -269,6 +342,9 @@ pub enum Verdict {
         /// The newest entry's hash (hex), to note down and compare later: the chain alone
         /// cannot show that entries were cut off its end.
         head: Option<String>,
+        /// Keyed entries whose MAC was not checked, for want of the server key (their links
+        /// were).
+        unchecked_macs: i64,
     },
     /// The chain breaks at `seq`.
     Broken {
@@ -281,22 +357,110 @@ pub enum Verdict {
     },
 }
 
-/// Walks the whole chain in order.
-pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
+/// An entry the chain must still hold: `SEQ:HASH` from a checkpoint noted earlier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// Its position.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: Vec<u8>,
+}
+
+impl std::str::FromStr for Expected {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{text:?} is not SEQ:HASH (a checkpoint: a number, ':', 64 hex digits)");
+        let (seq, hex) = text.split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?;
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let hash = (0..32)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or(""), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad())?;
+        Ok(Self { seq, hash })
+    }
+}
+
+/// The audit key, opened with the server key as `recover` opens the root: for `audit verify`,
+/// offline. `None` when no key was ever made (every entry is then a plain hash).
+pub async fn open_key(
+    pool: &Pool,
+    server_key: secrecy::SecretString,
+) -> anyhow::Result<Option<SecretKey>> {
+    use anyhow::Context as _;
+
+    use crate::crypto::hierarchy;
+    let client = pool.get().await.context("connecting to the vault database")?;
+    let record =
+        crate::store::root(&client).await?.context("the vault database holds no root record")?;
+    let Some((_, wrapped)) = crate::store::audit_key(&client).await? else {
+        return Ok(None);
+    };
+    if !record.params.within_ceiling() {
+        anyhow::bail!("the root record asks for argon2 parameters above the ceiling");
+    }
+    let (params, salt) = (record.params, record.salt.clone());
+    let unlock = tokio::task::spawn_blocking(move || {
+        hierarchy::derive_unlock_key(&server_key, params, &salt)
+    })
+    .await??;
+    let root = hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
+        .map_err(|_| anyhow::anyhow!("the server key does not open this vault's root record"))?;
+    let wrapping = hierarchy::kek_wrapping_key(&root)?;
+    Ok(Some(hierarchy::unwrap_audit_key(&wrapping, &wrapped).context("opening the audit key")?))
+}
+
+/// Whether the vault writes `entry` with a plain hash: it had no key when it answered, so the
+/// call was refused or answered while locked (a status, a lock, an unlock that failed), or it is
+/// a scheduled change racing a lock.
+fn plain_is_due(entry: &Entry) -> bool {
+    !(200..300).contains(&entry.status)
+        || matches!(entry.action.as_str(), "GET /v1/sys/status" | "POST /v1/sys/lock")
+        || entry.identity == SCHEDULER
+}
+
+/// Walks the whole chain in order, checking keyed entries' MACs with `key` when given, and
+/// that `expect` (when given) is still in it.
+pub async fn verify(
+    pool: &Pool,
+    key: Option<&SecretKey>,
+    expect: Option<&Expected>,
+) -> anyhow::Result<Verdict> {
     let client = pool.get().await?;
     let mut expected_seq = 1i64;
     let mut prev = vec![0u8; 32];
+    let mut unchecked_macs = 0i64;
+    // Once the chain has a keyed entry, a plain one is only due for calls answered while the
+    // vault was locked; a plain hash on anything else means the entry was rewritten by someone
+    // without the key (a downgrade), not written by the vault.
+    let mut seen_keyed = false;
     loop {
         let rows = client
             .query(
-                "SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash \
+                "SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash, keyed \
                  FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 10000",
                 &[&expected_seq],
             )
             .await?;
         if rows.is_empty() {
+            let entries = expected_seq - 1;
+            if let Some(expect) = expect
+                && expect.seq > entries
+            {
+                return Ok(Verdict::Broken {
+                    seq: expect.seq,
+                    reason: format!(
+                        "the checkpoint's entry is gone: the log ends at {entries} (its end was cut off)"
+                    ),
+                    entries_ok: entries,
+                });
+            }
             let head = (expected_seq > 1).then(|| strongbox_shared::id::hex(&prev));
-            return Ok(Verdict::Intact { entries: expected_seq - 1, head });
+            return Ok(Verdict::Intact { entries, head, unchecked_macs });
         }
         for row in rows {
             let stored = Stored {
@@ -313,6 +477,7 @@ pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
                 prev_hash: row.get(8),
                 hash: row.get(9),
             };
+            let keyed: bool = row.get(10);
             let broken = |reason: &str| Verdict::Broken {
                 seq: expected_seq,
                 reason: reason.to_owned(),
@@ -329,9 +494,41 @@ pub async fn verify(pool: &Pool) -> anyhow::Result<Verdict> {
                     "its previous-hash does not match the entry before it (entries were deleted, inserted or reordered)",
                 ));
             }
-            let computed = chain_hash(&prev, stored.seq, stored.at, &stored.entry);
-            if stored.hash != computed {
-                return Ok(broken("its contents do not match its hash (the entry was altered)"));
+            if !keyed && seen_keyed && !plain_is_due(&stored.entry) {
+                return Ok(broken(
+                    "a plain hash where the vault would have keyed the entry (rewritten \
+                     without the audit key)",
+                ));
+            }
+            seen_keyed |= keyed;
+            match (keyed, key) {
+                (true, Some(key)) => {
+                    let computed =
+                        chain_hash(&prev, stored.seq, stored.at, &stored.entry, Some(key));
+                    if stored.hash != computed {
+                        return Ok(broken(
+                            "its MAC does not match its contents (the entry was altered, or its \
+                             chain recomputed without the audit key)",
+                        ));
+                    }
+                }
+                (true, None) => unchecked_macs += 1,
+                (false, _) => {
+                    let computed = chain_hash(&prev, stored.seq, stored.at, &stored.entry, None);
+                    if stored.hash != computed {
+                        return Ok(broken(
+                            "its contents do not match its hash (the entry was altered)",
+                        ));
+                    }
+                }
+            }
+            if let Some(expect) = expect
+                && expect.seq == stored.seq
+                && expect.hash != stored.hash
+            {
+                return Ok(broken(
+                    "it does not carry the checkpoint's hash (the log was rewritten since)",
+                ));
             }
             prev = stored.hash;
             expected_seq += 1;
@@ -357,12 +554,18 @@ mod tests {
     #[test]
     fn every_field_and_the_previous_hash_change_the_hash() {
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let base = chain_hash(&[0; 32], 1, at, &entry());
+        let base = chain_hash(&[0; 32], 1, at, &entry(), None);
+        let key = SecretKey::generate().unwrap();
+        let other = SecretKey::generate().unwrap();
+        let keyed = chain_hash(&[0; 32], 1, at, &entry(), Some(&key));
         let mut variants = vec![
-            chain_hash(&[1; 32], 1, at, &entry()),
-            chain_hash(&[0; 32], 2, at, &entry()),
-            chain_hash(&[0; 32], 1, at + time::Duration::microseconds(1), &entry()),
+            chain_hash(&[1; 32], 1, at, &entry(), None),
+            chain_hash(&[0; 32], 2, at, &entry(), None),
+            chain_hash(&[0; 32], 1, at + time::Duration::microseconds(1), &entry(), None),
+            keyed,
         ];
+        assert_ne!(keyed, chain_hash(&[0; 32], 1, at, &entry(), Some(&other)), "the key counts");
+        assert_eq!(keyed, chain_hash(&[0; 32], 1, at, &entry(), Some(&key)), "deterministic");
         let changes: [fn(&mut Entry); 7] = [
             |e| e.identity.push('x'),
             |e| e.action.push('x'),
@@ -375,10 +578,25 @@ mod tests {
         for change in changes {
             let mut e = entry();
             change(&mut e);
-            variants.push(chain_hash(&[0; 32], 1, at, &e));
+            variants.push(chain_hash(&[0; 32], 1, at, &e, None));
         }
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(*v, base, "variant {i} hashed like the original");
+        }
+    }
+}
+
+#[cfg(test)]
+mod expected_tests {
+    use super::Expected;
+
+    #[test]
+    fn a_checkpoint_parses_from_seq_and_hash() {
+        let hash = "ab".repeat(32);
+        let e: Expected = format!("42:{hash}").parse().unwrap();
+        assert_eq!((e.seq, e.hash.len(), e.hash[0]), (42, 32, 0xab));
+        for bad in ["42", "0:ab", &format!("x:{hash}"), &format!("42:{}", "zz".repeat(32))] {
+            assert!(bad.parse::<Expected>().is_err(), "{bad}");
         }
     }
 }

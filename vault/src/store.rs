@@ -192,6 +192,40 @@ pub async fn insert_kek(
     Ok(n == 1)
 }
 
+/// The wrapped audit key and the root version it is wrapped under, when one exists.
+pub async fn audit_key(
+    c: &impl GenericClient,
+) -> Result<Option<(i32, Vec<u8>)>, tokio_postgres::Error> {
+    Ok(c.query_opt("SELECT root_version, wrapped FROM audit_key", &[])
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Stores the audit key unless one exists (replicas unlocking together make one).
+pub async fn insert_audit_key(
+    c: &impl GenericClient,
+    root_version: i32,
+    wrapped: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO audit_key (root_version, wrapped) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        &[&root_version, &wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Re-wraps the audit key under a new root.
+pub async fn rewrap_audit_key(
+    c: &impl GenericClient,
+    root_version: i32,
+    wrapped: &[u8],
+) -> Result<(), tokio_postgres::Error> {
+    c.execute("UPDATE audit_key SET root_version = $1, wrapped = $2", &[&root_version, &wrapped])
+        .await?;
+    Ok(())
+}
+
 /// Re-wraps a KEK under a new root.
 pub async fn rewrap_kek(c: &impl GenericClient, kek: &KekRow) -> Result<(), tokio_postgres::Error> {
     c.execute(

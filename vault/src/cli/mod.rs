@@ -66,6 +66,10 @@ pub enum Command {
         /// Database URL; overrides `database.url`.
         #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// The owner role's URL; overrides `database.migration_url`. Migrations run as it and
+        /// the serving role (of the database URL) is granted its rights.
+        #[arg(long, env = "STRONGBOX_VAULT_DATABASE_OWNER_URL", hide_env_values = true)]
+        owner_url: Option<String>,
     },
     /// Certificates for development and tests.
     Certs {
@@ -174,6 +178,15 @@ pub enum AuditCommand {
         /// Database URL; overrides `database.url`.
         #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Read the server key from standard input, to check the MACs of keyed entries (it
+        /// opens the audit key offline, as `recover` opens the root). Without it, links and
+        /// plain entries are checked and the MACs are reported unchecked.
+        #[arg(long)]
+        key_stdin: bool,
+        /// A checkpoint noted earlier, `SEQ:HASH` (from the `audit checkpoint` log lines or an
+        /// earlier verify): the log must still hold that entry with that hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect: Option<crate::audit::Expected>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -258,9 +271,12 @@ impl Cli {
                 serve(&sources).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Migrate { database_url } => {
+            Command::Migrate { database_url, owner_url } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
+                }
+                if let Some(url) = owner_url {
+                    sources = sources.env([("STRONGBOX_VAULT__DATABASE__MIGRATION_URL", url)]);
                 }
                 // Migrating needs only the database; the rest of the config may be absent.
                 let database = sources.load::<MigrateConfig>()?.database;
@@ -316,21 +332,41 @@ impl Cli {
                 eprintln!("recovered {recovered} key(s); {failed} could not be recovered");
                 Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }
-            Command::Audit { command: AuditCommand::Verify { database_url, output } } => {
+            Command::Audit {
+                command: AuditCommand::Verify { database_url, key_stdin, expect, output },
+            } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
                 }
                 let database = sources.load::<MigrateConfig>()?.database;
                 let pool = strongbox_shared::db::pool(&database)?;
-                let verdict = crate::audit::verify(&pool).await?;
+                let key = if key_stdin {
+                    let server_key = operator::existing_key(true, "Server key: ")?;
+                    crate::audit::open_key(&pool, server_key).await?
+                } else {
+                    None
+                };
+                let verdict = crate::audit::verify(&pool, key.as_ref(), expect.as_ref()).await?;
                 pool.close();
                 match output {
                     Output::Json => println!("{}", serde_json::to_string(&verdict)?),
                     Output::Text => match &verdict {
-                        crate::audit::Verdict::Intact { entries, head } => println!(
-                            "audit log intact: {entries} entries{}",
-                            head.as_ref().map(|h| format!(", newest hash {h}")).unwrap_or_default()
-                        ),
+                        crate::audit::Verdict::Intact { entries, head, unchecked_macs } => {
+                            println!(
+                                "audit log intact: {entries} entries{}{}",
+                                head.as_ref()
+                                    .map(|h| format!(", newest {entries}:{h}"))
+                                    .unwrap_or_default(),
+                                if *unchecked_macs > 0 {
+                                    format!(
+                                        "; {unchecked_macs} keyed entries' MACs not checked \
+                                     (give the server key with --key-stdin)"
+                                    )
+                                } else {
+                                    String::new()
+                                }
+                            )
+                        }
                         crate::audit::Verdict::Broken { seq, reason, entries_ok } => println!(
                             "audit log BROKEN at entry {seq}: {reason}. Entries 1-{entries_ok} check out."
                         ),

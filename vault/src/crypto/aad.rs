@@ -46,6 +46,11 @@ pub fn kek(version: u32) -> Vec<u8> {
     encode(b"kek", b"", version, b"")
 }
 
+/// Associated data of the audit key, wrapped under the root-derived wrapping key.
+pub fn audit_key() -> Vec<u8> {
+    encode(b"audit", b"", 0, b"")
+}
+
 /// Associated data of DEK `version` of `keyring`, wrapped under a KEK.
 pub fn dek(keyring: &str, version: u32) -> Vec<u8> {
     encode(b"dek", keyring.as_bytes(), version, b"")

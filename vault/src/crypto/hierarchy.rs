@@ -157,6 +157,16 @@ pub fn unwrap_kek(
     wrapping.unwrap_key(&aad::kek(version), record)
 }
 
+/// Wraps the audit key under the KEK wrapping key.
+pub fn wrap_audit_key(wrapping: &SecretKey, key: &SecretKey) -> Result<Vec<u8>, CryptoError> {
+    wrapping.wrap_key(&aad::audit_key(), key)
+}
+
+/// Opens the audit key.
+pub fn unwrap_audit_key(wrapping: &SecretKey, record: &[u8]) -> Result<SecretKey, CryptoError> {
+    wrapping.unwrap_key(&aad::audit_key(), record)
+}
+
 /// Wraps DEK `version` of `keyring` under a KEK.
 pub fn wrap_dek(
     kek: &SecretKey,

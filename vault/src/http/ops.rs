@@ -61,6 +61,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
     ("strongbox_vault_audit_entries_total", "Entries this replica appended to the audit log."),
     (
+        "strongbox_vault_audit_checkpoint_seq",
+        "Position of the newest audit checkpoint this replica logged (the log line carries SEQ:HASH).",
+    ),
+    (
         "strongbox_vault_audit_write_failures_total",
         "Audit log writes that failed; their calls were refused with 503.",
     ),

@@ -85,6 +85,8 @@ impl Vault {
             salt: salt.clone(),
         };
         let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
+        let audit_key = keys.wrap_audit_key(&SecretKey::generate()?)?;
+        let keys = keys.with_audit_key(&audit_key)?;
         let kek = SecretKey::generate()?;
         let kek_row = KekRow {
             version: 1,
@@ -100,6 +102,7 @@ impl Vault {
             return Err(VaultError::AlreadyInitialized);
         }
         store::insert_kek(&tx, &kek_row).await?;
+        store::insert_audit_key(&tx, 1, &audit_key).await?;
         store::notify(&tx, &root_notice(&record)).await?;
         tx.commit().await?;
         self.set_state(State::Unlocked(Arc::new(keys)));
@@ -134,6 +137,7 @@ impl Vault {
             // A KEK that fails here is corrupt or tampered with; refuse to come up half-keyed.
             keys.kek(&kek)?;
         }
+        let keys = load_audit_key(&client, keys).await?;
         self.set_state(State::Unlocked(Arc::new(keys)));
         tracing::info!(identity, root_version = record.root_version, "vault unlocked");
         Ok(())
@@ -326,6 +330,15 @@ impl Vault {
             store::rewrap_kek(&tx, &rewrapped).await?;
             new_keks.push(rewrapped);
         }
+        let audit_key = match store::audit_key(&tx).await? {
+            Some((_, wrapped)) => {
+                let key = hierarchy::unwrap_audit_key(&keys.kek_wrapping, &wrapped)?;
+                let rewrapped = hierarchy::wrap_audit_key(&new_wrapping, &key)?;
+                store::rewrap_audit_key(&tx, new_version, &rewrapped).await?;
+                Some(rewrapped)
+            }
+            None => None,
+        };
         let replacement = RootRow {
             generation: record.generation + 1,
             root_version: new_version,
@@ -338,12 +351,15 @@ impl Vault {
         }
         store::notify(&tx, &root_notice(&replacement)).await?;
         tx.commit().await?;
-        let fresh = UnlockedKeys::new(
+        let mut fresh = UnlockedKeys::new(
             &new_root,
             new_version,
             replacement.generation,
             UnlockMaterial { key: unlock_key, params, salt },
         )?;
+        if let Some(wrapped) = &audit_key {
+            fresh = fresh.with_audit_key(wrapped)?;
+        }
         for row in &new_keks {
             fresh.kek(row)?;
         }
@@ -368,4 +384,24 @@ impl Vault {
 /// The notification payload announcing a root record.
 fn root_notice(record: &RootRow) -> String {
     format!("root:{}:{}", record.root_version, record.generation)
+}
+
+/// Loads the audit key into `keys`, making it on first use (a vault initialized before the
+/// chain was keyed); replicas unlocking together keep whichever key was stored first.
+async fn load_audit_key(
+    c: &impl deadpool_postgres::GenericClient,
+    keys: UnlockedKeys,
+) -> Result<UnlockedKeys, VaultError> {
+    if store::audit_key(c).await?.is_none() {
+        let wrapped = keys.wrap_audit_key(&SecretKey::generate()?)?;
+        store::insert_audit_key(c, keys.root_version, &wrapped).await?;
+    }
+    match store::audit_key(c).await? {
+        Some((root_version, wrapped)) if root_version == keys.root_version => {
+            keys.with_audit_key(&wrapped)
+        }
+        // Wrapped under another root version: the root was rotated meanwhile.
+        Some(_) => Err(VaultError::Locked),
+        None => Err(VaultError::Internal(anyhow::anyhow!("the audit key was not stored"))),
+    }
 }

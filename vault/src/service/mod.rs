@@ -98,6 +98,9 @@ pub struct UnlockedKeys {
     kek_wrapping: SecretKey,
     keks: RwLock<HashMap<i32, Arc<SecretKey>>>,
     deks: RwLock<HashMap<(String, i32), Arc<CachedDek>>>,
+    /// The audit key, once loaded: entries written while this replica is unlocked carry an
+    /// HMAC under it.
+    audit: Option<Arc<SecretKey>>,
 }
 
 struct UnlockMaterial {
@@ -120,7 +123,19 @@ impl UnlockedKeys {
             kek_wrapping: hierarchy::kek_wrapping_key(root)?,
             keks: RwLock::new(HashMap::new()),
             deks: RwLock::new(HashMap::new()),
+            audit: None,
         })
+    }
+
+    /// Loads the audit key from its wrapped record (under this root's wrapping key).
+    fn with_audit_key(mut self, wrapped: &[u8]) -> Result<Self, VaultError> {
+        self.audit = Some(Arc::new(hierarchy::unwrap_audit_key(&self.kek_wrapping, wrapped)?));
+        Ok(self)
+    }
+
+    /// Wraps `key` under this root's wrapping key.
+    fn wrap_audit_key(&self, key: &SecretKey) -> Result<Vec<u8>, VaultError> {
+        Ok(hierarchy::wrap_audit_key(&self.kek_wrapping, key)?)
     }
 
     /// Unwraps (or finds) a KEK. A KEK wrapped under another root version means the root was
@@ -196,6 +211,8 @@ pub struct Vault {
     kdf_gate: tokio::sync::Mutex<()>,
     throttle: throttle::Throttle,
     audit: Arc<crate::audit::AuditLog>,
+    /// The audit key while unlocked, shared with the audit log's writer.
+    audit_key: crate::audit::AuditKey,
 }
 
 impl Vault {
@@ -208,7 +225,8 @@ impl Vault {
             settings.unlock.free_failures,
             Duration::from_secs(settings.unlock.max_delay_seconds),
         );
-        let audit = Arc::new(crate::audit::AuditLog::start(pool.clone()));
+        let audit_key = crate::audit::AuditKey::default();
+        let audit = Arc::new(crate::audit::AuditLog::start(pool.clone(), audit_key.clone()));
         Ok(Arc::new(Self {
             pool,
             settings,
@@ -216,6 +234,7 @@ impl Vault {
             kdf_gate: tokio::sync::Mutex::new(()),
             throttle,
             audit,
+            audit_key,
         }))
     }
 
@@ -248,7 +267,12 @@ impl Vault {
     }
 
     fn set_state(&self, state: State) {
+        let audit = match &state {
+            State::Unlocked(keys) => keys.audit.clone(),
+            State::Uninitialized | State::Locked => None,
+        };
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = audit;
     }
 
     /// Locks this replica because its keys no longer match the database.
@@ -256,6 +280,7 @@ impl Vault {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if matches!(*state, State::Unlocked(_)) {
             *state = State::Locked;
+            *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::warn!(why, "locked this replica; an operator must unlock it again");
         }
     }
