@@ -184,13 +184,7 @@ pub struct VaultClient {
 /// plaintext inside the TLS session; over plain HTTP they would cross the network in the clear,
 /// so there is no opt-out.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    if https && url.len() > "https://".len() {
-        Ok(())
-    } else {
-        Err("must be an https:// URL: keys are sent to the vault, and only ever over mutual TLS"
-            .to_owned())
-    }
+    strongbox_shared::tls::check_https_url(url)
 }
 
 impl VaultClient {
@@ -208,6 +202,8 @@ impl VaultClient {
                 Ok(reqwest::Client::builder()
                     .use_preconfigured_tls(tls)
                     .no_proxy()
+                    .https_only(true)
+                    .redirect(reqwest::redirect::Policy::none())
                     .connect_timeout(connect)
                     .timeout(request)
                     .pool_idle_timeout(Duration::from_secs(60))

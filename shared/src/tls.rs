@@ -287,3 +287,45 @@ impl<T: Send + Sync + 'static> Reloading<T> {
         });
     }
 }
+
+/// Refuses a vault URL that is not `https://` with a host: keys and the server key are sent to
+/// the vault, and only ever over mutual TLS. Whitespace anywhere is refused rather than trimmed.
+pub fn check_https_url(url: &str) -> Result<(), String> {
+    const WHY: &str = "must be an https:// URL with a host: keys are sent to the vault, and only \
+                       ever over mutual TLS";
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WHY.to_owned());
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed)
+            if parsed.scheme() == "https" && parsed.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ => Err(WHY.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::check_https_url;
+
+    #[test]
+    fn only_https_urls_with_a_host_pass() {
+        for good in ["https://vault:8200", "HTTPS://vault.internal/", "https://10.0.0.1:8200"] {
+            assert!(check_https_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://vault:8200",
+            "https://",
+            "https:// x",
+            " https://vault",
+            "https://vault\n",
+            "ftp://vault",
+            "vault:8200",
+            "",
+        ] {
+            assert!(check_https_url(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -246,6 +246,43 @@ async fn replicas_appending_at_once_keep_one_unbroken_chain() {
     second.shutdown.cancel();
 }
 
+/// What the table's owner can do without the audit key: switch the guard off and rewrite the
+/// chain from entry `from` on as plain SHA-256, changing each entry with `change`.
+async fn rewrite_plain(
+    db: &TestDb,
+    from: i64,
+    change: impl Fn(i64, &mut strongbox_vault::audit::Entry),
+) {
+    let client = db.client().await;
+    client.batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER").await.unwrap();
+    let rows = client
+        .query("SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash FROM audit_log WHERE seq >= $1 ORDER BY seq", &[&from])
+        .await
+        .unwrap();
+    let mut prev: Vec<u8> = rows[0].get(8);
+    for row in &rows {
+        let seq: i64 = row.get(0);
+        let mut entry = strongbox_vault::audit::Entry {
+            identity: row.get(2),
+            action: row.get(3),
+            keyring: row.get(4),
+            items: row.get(5),
+            status: row.get(6),
+            trace_id: row.get(7),
+        };
+        change(seq, &mut entry);
+        let hash = strongbox_vault::audit::chain_hash(&prev, seq, row.get(1), &entry, None);
+        client
+            .execute(
+                "UPDATE audit_log SET items = $2, status = $3, keyed = false, prev_hash = $4, hash = $5 WHERE seq = $1",
+                &[&seq, &entry.items, &entry.status, &prev, &hash.to_vec()],
+            )
+            .await
+            .unwrap();
+        prev = hash.to_vec();
+    }
+}
+
 #[tokio::test]
 async fn an_owner_who_rewrites_the_chain_without_the_audit_key_is_caught() {
     let db = TestDb::new().await;
@@ -255,37 +292,118 @@ async fn an_owner_who_rewrites_the_chain_without_the_audit_key_is_caught() {
     vault.encrypt("ws_audit", &["three"]).await;
     let before = audit_verify(&db).await;
     assert_eq!(before.0, 0, "{}", before.1);
-    // The table's owner switches the guard off, changes entry 2 (an encrypt) and recomputes the
-    // chain from there as plain SHA-256, the only hash it can compute without the key.
-    let client = db.client().await;
-    client.batch_execute("ALTER TABLE audit_log DISABLE TRIGGER USER").await.unwrap();
-    let rows = client
-        .query("SELECT seq, at, identity, action, keyring, items, status, trace_id, prev_hash FROM audit_log WHERE seq >= 2 ORDER BY seq", &[])
-        .await
-        .unwrap();
-    let mut prev: Vec<u8> = rows[0].get(8);
-    for row in &rows {
-        let seq: i64 = row.get(0);
-        let entry = strongbox_vault::audit::Entry {
-            identity: row.get(2),
-            action: row.get(3),
-            keyring: row.get(4),
-            items: if seq == 2 { Some(99) } else { row.get(5) },
-            status: row.get(6),
-            trace_id: row.get(7),
-        };
-        let hash = strongbox_vault::audit::chain_hash(&prev, seq, row.get(1), &entry, None);
+    assert_eq!(before.1["plain_tail"], 0, "an honest log ends keyed: {}", before.1);
+    let snapshot = db.client().await;
+    snapshot.batch_execute("CREATE TABLE audit_copy AS SELECT * FROM audit_log").await.unwrap();
+    let restore = || async {
+        let client = db.client().await;
         client
-            .execute(
-                "UPDATE audit_log SET items = $2, keyed = false, prev_hash = $3, hash = $4 WHERE seq = $1",
-                &[&seq, &entry.items, &prev, &hash.to_vec()],
+            .batch_execute(
+                "ALTER TABLE audit_log DISABLE TRIGGER USER; DELETE FROM audit_log; \
+                 INSERT INTO audit_log SELECT * FROM audit_copy; \
+                 ALTER TABLE audit_log ENABLE TRIGGER USER",
             )
             .await
             .unwrap();
-        prev = hash.to_vec();
+    };
+
+    // Changing an encrypt's entry and recomputing the chain from there, or from the very
+    // first entry (so no keyed entry is left before the change), is caught: where keying
+    // starts is bound into the audit key's wrapping.
+    for from in [2, 1] {
+        rewrite_plain(&db, from, |seq, entry| {
+            if entry.action == "POST /v1/encrypt" && seq <= 3 {
+                entry.items = Some(99);
+            }
+        })
+        .await;
+        let (code, verdict) = audit_verify(&db).await;
+        assert_eq!(
+            (code, verdict["result"].as_str()),
+            (2, Some("broken")),
+            "from {from}: {verdict}"
+        );
+        assert!(
+            verdict["reason"].as_str().unwrap().contains("without the audit key"),
+            "from {from}: {verdict}"
+        );
+        restore().await;
     }
+    assert_eq!(audit_verify(&db).await.0, 0);
+
+    // Moving where keying starts past the log's end does not help: the key no longer opens.
+    let client = db.client().await;
+    client.batch_execute("UPDATE audit_key SET keyed_after = 1000000").await.unwrap();
+    let out = std::process::Command::new(binary("strongbox-vault"))
+        .args(["audit", "verify", "--output", "json", "--key-stdin", "--database-url", db.url()])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(format!("{SERVER_KEY}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("opening the audit key"), "{stderr}");
+    client.batch_execute("UPDATE audit_key SET keyed_after = 0").await.unwrap();
+
+    // Rewriting a tail as refusals (the one thing a replica without the key writes) links,
+    // but verify says those entries are unprotected plain hashes, for a checkpoint to settle.
+    let entries = before.1["entries"].as_i64().unwrap();
+    rewrite_plain(&db, entries - 1, |_, entry| entry.status = 503).await;
     let (code, verdict) = audit_verify(&db).await;
-    assert_eq!((code, verdict["seq"].clone()), (2, json!(2)), "{verdict}");
-    assert!(verdict["reason"].as_str().unwrap().contains("without the audit key"), "{verdict}");
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["plain_tail"], 2, "{verdict}");
+    let checkpoint = format!("{entries}:{}", before.1["head"].as_str().unwrap());
+    assert_eq!(audit_verify_with(&db, &["--expect", &checkpoint]).await.0, 2);
+    restore().await;
+
+    // Deleting the audit key does not switch the MAC checks off, and the vault will not make
+    // a new one over a keyed log.
+    client.batch_execute("DELETE FROM audit_key").await.unwrap();
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!((code, verdict["result"].as_str()), (2, Some("broken")), "{verdict}");
+    assert!(verdict["reason"].as_str().unwrap().contains("no audit key"), "{verdict}");
+    assert_eq!(vault.post("operator", "/v1/sys/lock", json!({})).await.0, 200);
+    let (status, body) = vault.unlock(SERVER_KEY).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "{body}");
+    vault.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn entries_stay_keyed_across_a_rekey_and_a_lock() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    let new_key = "a-new-server-key-of-32-characters!";
+    let (status, body) = vault
+        .post("operator", "/v1/sys/rekey", json!({"current_key": SERVER_KEY, "new_key": new_key}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    vault.encrypt("ws_audit", &["after the rekey"]).await;
+    assert_eq!(vault.post("operator", "/v1/sys/lock", json!({})).await.0, 200);
+    let (status, _) = vault
+        .post(
+            "api",
+            "/v1/encrypt",
+            json!({"keyring": "ws_audit", "items": [{"plaintext": "c2VjcmV0", "context": "c"}]}),
+        )
+        .await;
+    assert_eq!(status, 503, "locked");
+    let plain: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT seq || ' ' || action || ' ' || status FROM audit_log WHERE NOT keyed AND seq > (SELECT keyed_after FROM audit_key) ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(plain.is_empty(), "written after the key was made, yet plain: {plain:?}");
     vault.shutdown.cancel();
 }

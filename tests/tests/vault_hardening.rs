@@ -202,6 +202,9 @@ async fn the_serving_role_can_only_read_and_append_the_audit_log() {
         "DROP TRIGGER audit_log_no_update_or_delete ON audit_log",
         "DROP TABLE audit_log",
         "DELETE FROM refinery_schema_history",
+        "DELETE FROM audit_key",
+        "DELETE FROM root_record",
+        "CREATE TABLE squatter (id int)",
     ] {
         let refused = client.batch_execute(attack).await;
         assert!(refused.is_err(), "the serving role could: {attack}");
@@ -223,4 +226,75 @@ async fn the_serving_role_can_only_read_and_append_the_audit_log() {
     .await;
     assert_eq!(again.unlock(SERVER_KEY).await.0, 200);
     again.encrypt("ws_roles", &["another key"]).await;
+}
+
+#[tokio::test]
+async fn a_serving_role_that_owns_the_schema_is_refused_not_silently_trusted() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    let suffix = db.name().trim_start_matches("sb_test_").to_owned();
+    let (owner, serving) = (format!("sb_owner_{suffix}"), format!("sb_serving_{suffix}"));
+    // As after `pg_restore --no-owner` into the serving URL: the serving role owns every table.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} LOGIN PASSWORD 'owner-pw'; \
+             CREATE ROLE {serving} LOGIN PASSWORD 'serving-pw'; \
+             ALTER DATABASE {db} OWNER TO {owner}; \
+             GRANT CREATE ON SCHEMA public TO {serving};",
+            db = db.name()
+        ))
+        .await
+        .unwrap();
+    let owner_url = as_role(db.url(), &owner, "owner-pw");
+    let serving_url = as_role(db.url(), &serving, "serving-pw");
+    let migrate = |extra: &[&str]| {
+        std::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
+            .args(["migrate", "--database-url", &serving_url])
+            .args(extra)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    assert!(migrate(&[]).status.success(), "the serving role may migrate on its own");
+    let refused = migrate(&["--owner-url", &owner_url]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not confined") && stderr.contains("owns tables"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unlock_cancelled_mid_evaluation_still_ends_its_attempt() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    vault.post("operator", "/v1/sys/lock", json!({})).await;
+    // Hold the root record so the attempt, once counted, waits in its evaluation.
+    let mut blocker = db.client().await;
+    let hold = blocker.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE root_record IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let mut unlock = Box::pin(vault.vault.unlock(
+        secrecy::SecretString::from("a-wrong-key-of-20-chars"),
+        "spiffe://test/operator",
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    let in_flight = eventually(Duration::from_secs(20), "the attempt is in flight", || async {
+        let n: i64 =
+            db.one("SELECT count(*) FROM unlock_attempts WHERE in_flight_until > now()", &[]).await;
+        (n == 1).then_some(())
+    });
+    tokio::select! {
+        answer = &mut unlock => panic!("the unlock finished while the root was held: {answer:?}"),
+        () = in_flight => {}
+    }
+    // The caller hangs up: its request future is dropped mid-evaluation.
+    drop(unlock);
+    hold.rollback().await.unwrap();
+    // The attempt ends (counted as a failure) instead of blocking its client for the lease.
+    eventually(Duration::from_secs(20), "the cancelled attempt ends", || async {
+        let n: i64 = db
+            .one("SELECT count(*) FROM unlock_attempts WHERE in_flight_until IS NULL AND failures = 1", &[])
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
 }

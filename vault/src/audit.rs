@@ -25,6 +25,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use aws_lc_rs::{digest, hmac};
 use deadpool_postgres::Pool;
 use time::OffsetDateTime;
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::SecretKey;
 
-/// The audit key while this replica is unlocked, shared by the vault and the log's writer.
+/// The audit key once this replica has been unlocked, shared by the vault and the log.
 pub type AuditKey = Arc<RwLock<Option<Arc<SecretKey>>>>;
 
 /// Entries between two checkpoints.
@@ -157,22 +158,28 @@ fn micros(at: OffsetDateTime) -> i64 {
 
 /// The audit log writer of one replica.
 pub struct AuditLog {
-    queue: mpsc::Sender<(Entry, oneshot::Sender<bool>)>,
+    queue: mpsc::Sender<Queued>,
+    key: AuditKey,
 }
 
+/// An entry waiting to be written, with the key it is written under: the key when the call
+/// was answered, not when the batch is written (a lock in between must not unkey it).
+type Queued = (Entry, Option<Arc<SecretKey>>, oneshot::Sender<bool>);
+
 impl AuditLog {
-    /// Starts the writer, which keys entries with `key` while it holds one. It stops when the
+    /// Starts the writer; entries are keyed with `key` while it holds one. It stops when the
     /// last handle is dropped.
     pub fn start(pool: Pool, key: AuditKey) -> Self {
         let (queue, waiting) = mpsc::channel(4 * BATCH);
-        tokio::spawn(write_loop(pool, key, waiting));
-        Self { queue }
+        tokio::spawn(write_loop(pool, waiting));
+        Self { queue, key }
     }
 
-    /// Appends `entry`; `false` when it could not be stored.
+    /// Appends `entry`, keyed under the audit key held now; `false` when it could not be stored.
     pub async fn record(&self, entry: Entry) -> bool {
+        let key = self.key.read().unwrap_or_else(|e| e.into_inner()).clone();
         let (done, stored) = oneshot::channel();
-        if self.queue.send((entry, done)).await.is_err() {
+        if self.queue.send((entry, key, done)).await.is_err() {
             return false;
         }
         stored.await.unwrap_or(false)
@@ -207,22 +214,22 @@ impl Checkpoint {
 const MAX_ATTEMPTS: usize = 16;
 
 const INSERT: &str = "INSERT INTO audit_log (seq, at, identity, action, keyring, items, status, trace_id, prev_hash, hash, keyed) \
-     SELECT s, $2, i, a, k, n, st, t, p, h, $11 \
-     FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[]) \
-       AS u(s, i, a, k, n, st, t, p, h)";
+     SELECT s, $2, i, a, k, n, st, t, p, h, y \
+     FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::smallint[], $8::text[], $9::bytea[], $10::bytea[], $11::bool[]) \
+       AS u(s, i, a, k, n, st, t, p, h, y)";
 
-async fn write_loop(
-    pool: Pool,
-    key: AuditKey,
-    mut waiting: mpsc::Receiver<(Entry, oneshot::Sender<bool>)>,
-) {
+async fn write_loop(pool: Pool, mut waiting: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut head = None;
     let mut checkpoint = Checkpoint { seq: 0, at: Instant::now() };
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
-        let (entries, acks): (Vec<Entry>, Vec<oneshot::Sender<bool>>) = batch.drain(..).unzip();
-        let current = key.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let stored = match append(&pool, &mut head, &entries, current.as_deref()).await {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        for (entry, key, ack) in batch.drain(..) {
+            entries.push((entry, key));
+            acks.push(ack);
+        }
+        let stored = match append(&pool, &mut head, &entries).await {
             Ok(()) => true,
             Err(error) => {
                 metrics::counter!("strongbox_vault_audit_write_failures_total").increment(1);
@@ -250,8 +257,7 @@ async fn write_loop(
 async fn append(
     pool: &Pool,
     head: &mut Option<Head>,
-    entries: &[Entry],
-    key: Option<&SecretKey>,
+    entries: &[(Entry, Option<Arc<SecretKey>>)],
 ) -> anyhow::Result<()> {
     let client = pool.get().await?;
     let insert = client.prepare_cached(INSERT).await?;
@@ -267,10 +273,11 @@ async fn append(
                 .map_or((0, vec![0u8; 32]), |r| (r.get(0), r.get(1))),
         };
         let mut columns = Columns::default();
-        for entry in entries {
-            seq += 1;
-            let hash = chain_hash(&prev, seq, at, entry, key);
+        for (entry, key) in entries {
+            seq = seq.checked_add(1).context("the audit log's positions are exhausted")?;
+            let hash = chain_hash(&prev, seq, at, entry, key.as_deref());
             columns.push(seq, entry, std::mem::replace(&mut prev, hash.to_vec()), hash.to_vec());
+            columns.keyed.push(key.is_some());
         }
         let inserted = client
             .execute(
@@ -286,7 +293,7 @@ async fn append(
                     &columns.trace_id,
                     &columns.prev_hash,
                     &columns.hash,
-                    &key.is_some(),
+                    &columns.keyed,
                 ],
             )
             .await;
@@ -315,6 +322,7 @@ struct Columns {
     trace_id: Vec<String>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
+    keyed: Vec<bool>,
 }
 
 impl Columns {
@@ -345,6 +353,9 @@ pub enum Verdict {
         /// Keyed entries whose MAC was not checked, for want of the server key (their links
         /// were).
         unchecked_macs: i64,
+        /// The newest entries after the last keyed one: plain hashes, which anyone who can
+        /// write the table could have rewritten (a checkpoint is what vouches for them).
+        plain_tail: i64,
     },
     /// The chain breaks at `seq`.
     Broken {
@@ -385,20 +396,32 @@ impl std::str::FromStr for Expected {
     }
 }
 
-/// The audit key, opened with the server key as `recover` opens the root: for `audit verify`,
-/// offline. `None` when no key was ever made (every entry is then a plain hash).
-pub async fn open_key(
-    pool: &Pool,
-    server_key: secrecy::SecretString,
-) -> anyhow::Result<Option<SecretKey>> {
-    use anyhow::Context as _;
+/// The audit key and where the chain it keys starts, as the wrapping binds them.
+pub struct OpenedKey {
+    key: SecretKey,
+    keyed_after: i64,
+}
 
+/// How `verify` treats keyed entries' MACs.
+pub enum Macs {
+    /// Not checked: no server key was given (links and plain hashes still are).
+    Unchecked,
+    /// Checked under the audit key.
+    Check(OpenedKey),
+    /// The server key was given but the database holds no audit key: any keyed entry means
+    /// the key was deleted, which breaks the log as evidence.
+    KeyGone,
+}
+
+/// The audit key, opened with the server key as `recover` opens the root: for `audit verify`,
+/// offline. `KeyGone` when the database holds none.
+pub async fn open_key(pool: &Pool, server_key: secrecy::SecretString) -> anyhow::Result<Macs> {
     use crate::crypto::hierarchy;
     let client = pool.get().await.context("connecting to the vault database")?;
     let record =
         crate::store::root(&client).await?.context("the vault database holds no root record")?;
-    let Some((_, wrapped)) = crate::store::audit_key(&client).await? else {
-        return Ok(None);
+    let Some(row) = crate::store::audit_key(&client).await? else {
+        return Ok(Macs::KeyGone);
     };
     if !record.params.within_ceiling() {
         anyhow::bail!("the root record asks for argon2 parameters above the ceiling");
@@ -411,33 +434,42 @@ pub async fn open_key(
     let root = hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
         .map_err(|_| anyhow::anyhow!("the server key does not open this vault's root record"))?;
     let wrapping = hierarchy::kek_wrapping_key(&root)?;
-    Ok(Some(hierarchy::unwrap_audit_key(&wrapping, &wrapped).context("opening the audit key")?))
+    let key = hierarchy::unwrap_audit_key(&wrapping, row.keyed_after(), &row.wrapped)
+        .context("opening the audit key (it, or where the keyed chain starts, was altered)")?;
+    Ok(Macs::Check(OpenedKey { key, keyed_after: row.keyed_after }))
 }
 
-/// Whether the vault writes `entry` with a plain hash: it had no key when it answered, so the
-/// call was refused or answered while locked (a status, a lock, an unlock that failed), or it is
-/// a scheduled change racing a lock.
+/// Whether the vault may have written `entry` with a plain hash although the chain is keyed
+/// by then: only a replica never unlocked since it started holds no key, and it can only have
+/// refused a call, reported its status or been locked.
 fn plain_is_due(entry: &Entry) -> bool {
     !(200..300).contains(&entry.status)
         || matches!(entry.action.as_str(), "GET /v1/sys/status" | "POST /v1/sys/lock")
-        || entry.identity == SCHEDULER
 }
 
 /// Walks the whole chain in order, checking keyed entries' MACs with `key` when given, and
 /// that `expect` (when given) is still in it.
 pub async fn verify(
     pool: &Pool,
-    key: Option<&SecretKey>,
+    macs: &Macs,
     expect: Option<&Expected>,
 ) -> anyhow::Result<Verdict> {
     let client = pool.get().await?;
     let mut expected_seq = 1i64;
     let mut prev = vec![0u8; 32];
     let mut unchecked_macs = 0i64;
-    // Once the chain has a keyed entry, a plain one is only due for calls answered while the
-    // vault was locked; a plain hash on anything else means the entry was rewritten by someone
-    // without the key (a downgrade), not written by the vault.
-    let mut seen_keyed = false;
+    let mut last_keyed = 0i64;
+    // After the audit key was made, a plain hash is only due for what a replica without the
+    // key answers; on anything else it means the entry was rewritten by someone without the
+    // key (a downgrade). Given the server key, where keying starts comes from the key's
+    // wrapping and cannot be moved; without it, from the table, as a consistency check.
+    let (key, keyed_after) = match macs {
+        Macs::Check(opened) => (Some(&opened.key), opened.keyed_after),
+        Macs::Unchecked => {
+            (None, crate::store::audit_key(&client).await?.map_or(i64::MAX, |row| row.keyed_after))
+        }
+        Macs::KeyGone => (None, i64::MAX),
+    };
     loop {
         let rows = client
             .query(
@@ -460,7 +492,12 @@ pub async fn verify(
                 });
             }
             let head = (expected_seq > 1).then(|| strongbox_shared::id::hex(&prev));
-            return Ok(Verdict::Intact { entries, head, unchecked_macs });
+            return Ok(Verdict::Intact {
+                entries,
+                head,
+                unchecked_macs,
+                plain_tail: entries - last_keyed,
+            });
         }
         for row in rows {
             let stored = Stored {
@@ -494,13 +531,21 @@ pub async fn verify(
                     "its previous-hash does not match the entry before it (entries were deleted, inserted or reordered)",
                 ));
             }
-            if !keyed && seen_keyed && !plain_is_due(&stored.entry) {
+            if !keyed && stored.seq > keyed_after && !plain_is_due(&stored.entry) {
                 return Ok(broken(
                     "a plain hash where the vault would have keyed the entry (rewritten \
                      without the audit key)",
                 ));
             }
-            seen_keyed |= keyed;
+            if keyed && matches!(macs, Macs::KeyGone) {
+                return Ok(broken(
+                    "a keyed entry, but the vault database holds no audit key (it was deleted, \
+                     so no MAC can be checked)",
+                ));
+            }
+            if keyed {
+                last_keyed = stored.seq;
+            }
             match (keyed, key) {
                 (true, Some(key)) => {
                     let computed =

@@ -50,13 +50,24 @@ pub async fn migrate(database: &DatabaseConfig) -> anyhow::Result<MigrationRepor
             "migrating as the serving role (set database.migration_url to migrate as the owner)",
         );
     };
+    let serving = database.user().context("database.url names no user")?;
+    let split = owner.user().as_deref() != Some(serving.as_str());
+    if split {
+        // Before migrating: the owner cannot migrate tables the serving role owns anyway.
+        refuse_unconfined(&strongbox_shared::db::connect(&owner).await?, &serving, OWNS_OR_SUPER)
+            .await?;
+    }
     let report =
         strongbox_shared::db::migrate(&owner, embedded::migrations::runner(), MIGRATION_LOCK)
             .await
             .context("migrating as the owner (database.migration_url)")?;
-    let serving = database.user().context("database.url names no user")?;
-    if owner.user().as_deref() != Some(serving.as_str()) {
+    if split {
         grant_serving(&owner, &serving).await?;
+    } else {
+        tracing::warn!(
+            "database.migration_url names the serving role: the vault serves as the owner, and \
+             the audit log rests on its triggers alone"
+        );
     }
     Ok(report)
 }
@@ -82,20 +93,64 @@ async fn schema_is_current(database: &DatabaseConfig) -> anyhow::Result<bool> {
     Ok(applied.is_some_and(|v| i64::from(v) >= i64::from(newest)))
 }
 
-/// The serving role's rights, granted by the owner after every migration (idempotent).
+/// The serving role's rights, granted by the owner after every migration (idempotent, and under
+/// the migration lock, since concurrent grants on one object fail), then checked: a serving role
+/// that owns a table (say, restored with `pg_restore --no-owner` as it), or can still change the
+/// audit log or the audit key, makes the split void, and the vault refuses to start.
 async fn grant_serving(owner: &DatabaseConfig, serving: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let role = format!("\"{}\"", serving.replace('"', "\"\""));
-    let client = strongbox_shared::db::connect(owner).await?;
-    client
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA public TO {role}; \
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}; \
-             REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON audit_log FROM {role}; \
-             REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON refinery_schema_history FROM {role};"
-        ))
-        .await
-        .with_context(|| format!("granting the serving role {serving} its rights"))?;
+    let mut client = strongbox_shared::db::connect(owner).await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    refuse_unconfined(&tx, serving, OWNS_OR_SUPER).await?;
+    tx.batch_execute(&format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}; \
+         REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON audit_log FROM {role}; \
+         REVOKE DELETE, TRUNCATE ON audit_key, root_record FROM {role}; \
+         REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON refinery_schema_history FROM {role};"
+    ))
+    .await
+    .with_context(|| format!("granting the serving role {serving} its rights"))?;
+    refuse_unconfined(&tx, serving, MAY_CHANGE).await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Owning a table, or being a superuser, makes every grant moot.
+const OWNS_OR_SUPER: &str = "SELECT array_remove(ARRAY[ \
+       CASE WHEN EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = $1::name) \
+            THEN 'it owns tables in schema public' END, \
+       CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = $1::name) \
+            THEN 'it is a superuser' END], NULL)";
+
+/// Rights the serving role must not have once granted.
+const MAY_CHANGE: &str = "SELECT array_remove(ARRAY[ \
+       CASE WHEN has_table_privilege($1::name, 'audit_log', 'UPDATE, DELETE, TRUNCATE, TRIGGER') \
+            THEN 'it can change or unguard audit_log' END, \
+       CASE WHEN has_table_privilege($1::name, 'audit_key', 'DELETE, TRUNCATE') \
+            THEN 'it can delete the audit key' END, \
+       CASE WHEN has_schema_privilege($1::name, 'public', 'CREATE') \
+            THEN 'it can create objects in schema public' END], NULL)";
+
+/// Fails with every reason `check` (one of the queries above) finds the serving role is not
+/// confined.
+async fn refuse_unconfined(
+    c: &impl tokio_postgres::GenericClient,
+    serving: &str,
+    check: &str,
+) -> anyhow::Result<()> {
+    let problems: Vec<String> = c.query_one(check, &[&serving]).await?.get(0);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the serving role {serving} is not confined: {} (restore and migrate as the owner of \
+         database.migration_url; see ops/RUNBOOK.md)",
+        problems.join("; ")
+    )
 }

@@ -192,24 +192,54 @@ pub async fn insert_kek(
     Ok(n == 1)
 }
 
-/// The wrapped audit key and the root version it is wrapped under, when one exists.
+/// The stored audit key: wrapped under root version `root_version`, keying the chain after
+/// entry `keyed_after`.
+#[derive(Debug, Clone)]
+pub struct AuditKeyRow {
+    /// The root version whose wrapping key wraps it.
+    pub root_version: i32,
+    /// The newest entry when it was made; every later entry by an unlocked replica is keyed.
+    pub keyed_after: i64,
+    /// The key, wrapped.
+    pub wrapped: Vec<u8>,
+}
+
+impl AuditKeyRow {
+    /// `keyed_after` as the wrapping binds it (the column refuses negative values).
+    pub fn keyed_after(&self) -> u64 {
+        u64::try_from(self.keyed_after).unwrap_or(0)
+    }
+}
+
+/// The audit key, when one exists.
 pub async fn audit_key(
     c: &impl GenericClient,
-) -> Result<Option<(i32, Vec<u8>)>, tokio_postgres::Error> {
-    Ok(c.query_opt("SELECT root_version, wrapped FROM audit_key", &[])
+) -> Result<Option<AuditKeyRow>, tokio_postgres::Error> {
+    Ok(c.query_opt("SELECT root_version, keyed_after, wrapped FROM audit_key", &[])
         .await?
-        .map(|r| (r.get(0), r.get(1))))
+        .map(|r| AuditKeyRow { root_version: r.get(0), keyed_after: r.get(1), wrapped: r.get(2) }))
+}
+
+/// The newest audit entry's position (0 for an empty log), and whether any entry is keyed.
+pub async fn audit_head(c: &impl GenericClient) -> Result<(i64, bool), tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT coalesce(max(seq), 0), EXISTS (SELECT 1 FROM audit_log WHERE keyed) FROM audit_log",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Stores the audit key unless one exists (replicas unlocking together make one).
 pub async fn insert_audit_key(
     c: &impl GenericClient,
-    root_version: i32,
-    wrapped: &[u8],
+    key: &AuditKeyRow,
 ) -> Result<(), tokio_postgres::Error> {
     c.execute(
-        "INSERT INTO audit_key (root_version, wrapped) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        &[&root_version, &wrapped],
+        "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO NOTHING",
+        &[&key.root_version, &key.keyed_after, &key.wrapped],
     )
     .await?;
     Ok(())

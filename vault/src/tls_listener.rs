@@ -53,6 +53,9 @@ pub async fn serve(
             },
             () = stop.cancelled() => break,
         };
+        // Subscribed before the handshake, so a reload during it is not missed: the handshake
+        // verified against the material of its start.
+        let mut reloads = tls.reloads();
         let acceptor = TlsAcceptor::from(tls.current().config.clone());
         let (router, settings, tls, stop) =
             (router.clone(), settings.clone(), tls.clone(), stop.clone());
@@ -82,6 +85,10 @@ pub async fn serve(
             let uris = chain.first().and_then(|cert| uri_sans(cert).ok()).unwrap_or_default();
             let peer = Peer::from_uris(&uris, &settings.trust_domain, addr);
             let identity = peer.identity.clone();
+            if reloads.has_changed().unwrap_or(false) && !tls.current().still_trusts(&chain) {
+                tracing::warn!(%addr, identity, "refused a client whose certificate was revoked during its handshake");
+                return;
+            }
             let service = TowerToHyperService::new(router.layer(Extension(peer)));
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -90,7 +97,6 @@ pub async fn serve(
             tokio::pin!(connection);
             let aged = tokio::time::sleep(settings.max_connection_age);
             tokio::pin!(aged);
-            let mut reloads = tls.reloads();
             let mut reloading = true;
             let mut closing = false;
             loop {

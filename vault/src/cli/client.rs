@@ -29,6 +29,8 @@ impl VaultClient {
                  `. .dev/strongbox.env` in development"
             )
         })?;
+        strongbox_shared::tls::check_https_url(&base)
+            .map_err(|reason| anyhow!("--vault-url {reason}"))?;
         let ca = required(&connection.ca_cert, "--ca-cert", "STRONGBOX_TLS_CA")?;
         let cert = required(&connection.client_cert, "--client-cert", "STRONGBOX_OPERATOR_CERT")?;
         let key = required(&connection.client_key, "--client-key", "STRONGBOX_OPERATOR_KEY")?;
@@ -36,6 +38,8 @@ impl VaultClient {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .no_proxy()
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             // Unlock and rekey run argon2 on the server, possibly queued behind others.
             .timeout(Duration::from_secs(120))

@@ -340,20 +340,25 @@ impl Cli {
                 }
                 let database = sources.load::<MigrateConfig>()?.database;
                 let pool = strongbox_shared::db::pool(&database)?;
-                let key = if key_stdin {
+                let macs = if key_stdin {
                     let server_key = operator::existing_key(true, "Server key: ")?;
                     crate::audit::open_key(&pool, server_key).await?
                 } else {
-                    None
+                    crate::audit::Macs::Unchecked
                 };
-                let verdict = crate::audit::verify(&pool, key.as_ref(), expect.as_ref()).await?;
+                let verdict = crate::audit::verify(&pool, &macs, expect.as_ref()).await?;
                 pool.close();
                 match output {
                     Output::Json => println!("{}", serde_json::to_string(&verdict)?),
                     Output::Text => match &verdict {
-                        crate::audit::Verdict::Intact { entries, head, unchecked_macs } => {
+                        crate::audit::Verdict::Intact {
+                            entries,
+                            head,
+                            unchecked_macs,
+                            plain_tail,
+                        } => {
                             println!(
-                                "audit log intact: {entries} entries{}{}",
+                                "audit log intact: {entries} entries{}{}{}",
                                 head.as_ref()
                                     .map(|h| format!(", newest {entries}:{h}"))
                                     .unwrap_or_default(),
@@ -361,6 +366,15 @@ impl Cli {
                                     format!(
                                         "; {unchecked_macs} keyed entries' MACs not checked \
                                      (give the server key with --key-stdin)"
+                                    )
+                                } else {
+                                    String::new()
+                                },
+                                if *plain_tail > 0 {
+                                    format!(
+                                        "; the newest {plain_tail} entries are plain hashes, not \
+                                         protected until a keyed entry follows (check them \
+                                         against a checkpoint with --expect)"
                                     )
                                 } else {
                                     String::new()

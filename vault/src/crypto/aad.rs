@@ -46,9 +46,12 @@ pub fn kek(version: u32) -> Vec<u8> {
     encode(b"kek", b"", version, b"")
 }
 
-/// Associated data of the audit key, wrapped under the root-derived wrapping key.
-pub fn audit_key() -> Vec<u8> {
-    encode(b"audit", b"", 0, b"")
+/// Associated data of the audit key, wrapped under the root-derived wrapping key: binds the
+/// position after which the chain is keyed (`keyed_after`), so it cannot be moved without the
+/// root. A key keyed from the chain's start (0) has an empty context.
+pub fn audit_key(keyed_after: u64) -> Vec<u8> {
+    let context = if keyed_after == 0 { Vec::new() } else { keyed_after.to_be_bytes().to_vec() };
+    encode(b"audit", b"", 0, &context)
 }
 
 /// Associated data of DEK `version` of `keyring`, wrapped under a KEK.

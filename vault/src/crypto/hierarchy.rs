@@ -157,14 +157,23 @@ pub fn unwrap_kek(
     wrapping.unwrap_key(&aad::kek(version), record)
 }
 
-/// Wraps the audit key under the KEK wrapping key.
-pub fn wrap_audit_key(wrapping: &SecretKey, key: &SecretKey) -> Result<Vec<u8>, CryptoError> {
-    wrapping.wrap_key(&aad::audit_key(), key)
+/// Wraps the audit key, which keys the chain after entry `keyed_after`, under the KEK wrapping
+/// key.
+pub fn wrap_audit_key(
+    wrapping: &SecretKey,
+    keyed_after: u64,
+    key: &SecretKey,
+) -> Result<Vec<u8>, CryptoError> {
+    wrapping.wrap_key(&aad::audit_key(keyed_after), key)
 }
 
-/// Opens the audit key.
-pub fn unwrap_audit_key(wrapping: &SecretKey, record: &[u8]) -> Result<SecretKey, CryptoError> {
-    wrapping.unwrap_key(&aad::audit_key(), record)
+/// Opens the audit key; fails when `keyed_after` is not the position it was wrapped with.
+pub fn unwrap_audit_key(
+    wrapping: &SecretKey,
+    keyed_after: u64,
+    record: &[u8],
+) -> Result<SecretKey, CryptoError> {
+    wrapping.unwrap_key(&aad::audit_key(keyed_after), record)
 }
 
 /// Wraps DEK `version` of `keyring` under a KEK.

@@ -85,8 +85,6 @@ impl Vault {
             salt: salt.clone(),
         };
         let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
-        let audit_key = keys.wrap_audit_key(&SecretKey::generate()?)?;
-        let keys = keys.with_audit_key(&audit_key)?;
         let kek = SecretKey::generate()?;
         let kek_row = KekRow {
             version: 1,
@@ -102,7 +100,11 @@ impl Vault {
             return Err(VaultError::AlreadyInitialized);
         }
         store::insert_kek(&tx, &kek_row).await?;
-        store::insert_audit_key(&tx, 1, &audit_key).await?;
+        // Entries so far were written by locked replicas, with plain hashes.
+        let (head, _) = store::audit_head(&tx).await?;
+        let audit_key = keys.new_audit_key(head)?;
+        store::insert_audit_key(&tx, &audit_key).await?;
+        let keys = keys.with_audit_key(&audit_key)?;
         store::notify(&tx, &root_notice(&record)).await?;
         tx.commit().await?;
         self.set_state(State::Unlocked(Arc::new(keys)));
@@ -157,8 +159,7 @@ impl Vault {
                 .increment(1);
         };
         let attempt = {
-            let client = self.pool.get().await?;
-            match self.throttle.begin(&client, identity, ip).await {
+            match self.throttle.begin(&self.pool, identity, ip).await {
                 Ok(attempt) => attempt,
                 Err(throttled @ VaultError::TooManyAttempts { .. }) => {
                     refused("throttled");
@@ -167,15 +168,23 @@ impl Vault {
                 Err(other) => return Err(other),
             }
         };
-        // The attempt is counted; whatever happens next, it ends (right key: forgotten).
+        // The attempt is counted; whatever happens next, it ends (right key: forgotten), if
+        // need be when `attempt` is dropped.
         let opened = self.evaluate(key).await;
-        let client = self.pool.get().await?;
         match opened {
             Ok(opened) => {
-                self.throttle.success(&client, attempt).await?;
+                let forgotten = match self.pool.get().await {
+                    Ok(client) => self.throttle.success(&client, attempt).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = forgotten {
+                    // The key was right; the count merely stays until the next success.
+                    tracing::warn!(%error, "could not reset the unlock throttle after a right key");
+                }
                 Ok(opened)
             }
             Err(error) => {
+                let client = self.pool.get().await?;
                 self.throttle.end(&client, attempt).await?;
                 if matches!(error, VaultError::WrongKey) {
                     refused("wrong_key");
@@ -246,12 +255,14 @@ impl Vault {
         store::notify(&tx, &root_notice(&replacement)).await?;
         tx.commit().await?;
         // This replica keeps its keys; it now holds the new unlock key and generation.
+        let audit = self.keys().ok().and_then(|keys| keys.audit.clone());
         let keys = UnlockedKeys::new(
             &root,
             replacement.root_version,
             replacement.generation,
             UnlockMaterial { key: unlock, params, salt },
-        )?;
+        )?
+        .with_loaded_audit_key(audit);
         self.set_state(State::Unlocked(Arc::new(keys)));
         tracing::info!(identity, generation = replacement.generation, "server key changed");
         Ok(())
@@ -331,11 +342,15 @@ impl Vault {
             new_keks.push(rewrapped);
         }
         let audit_key = match store::audit_key(&tx).await? {
-            Some((_, wrapped)) => {
-                let key = hierarchy::unwrap_audit_key(&keys.kek_wrapping, &wrapped)?;
-                let rewrapped = hierarchy::wrap_audit_key(&new_wrapping, &key)?;
+            Some(row) => {
+                let key = hierarchy::unwrap_audit_key(
+                    &keys.kek_wrapping,
+                    row.keyed_after(),
+                    &row.wrapped,
+                )?;
+                let rewrapped = hierarchy::wrap_audit_key(&new_wrapping, row.keyed_after(), &key)?;
                 store::rewrap_audit_key(&tx, new_version, &rewrapped).await?;
-                Some(rewrapped)
+                Some(store::AuditKeyRow { root_version: new_version, wrapped: rewrapped, ..row })
             }
             None => None,
         };
@@ -387,21 +402,31 @@ fn root_notice(record: &RootRow) -> String {
 }
 
 /// Loads the audit key into `keys`, making it on first use (a vault initialized before the
-/// chain was keyed); replicas unlocking together keep whichever key was stored first.
+/// chain was keyed); replicas unlocking together keep whichever key was stored first. A log
+/// with keyed entries and no key means the key was deleted: the vault refuses to make a new
+/// one, which would leave the earlier entries' MACs uncheckable.
 async fn load_audit_key(
     c: &impl deadpool_postgres::GenericClient,
     keys: UnlockedKeys,
 ) -> Result<UnlockedKeys, VaultError> {
     if store::audit_key(c).await?.is_none() {
-        let wrapped = keys.wrap_audit_key(&SecretKey::generate()?)?;
-        store::insert_audit_key(c, keys.root_version, &wrapped).await?;
+        let (head, any_keyed) = store::audit_head(c).await?;
+        if any_keyed {
+            tracing::error!(
+                "the audit log has keyed entries but the audit key is gone; refusing to unlock"
+            );
+            return Err(VaultError::Integrity);
+        }
+        store::insert_audit_key(c, &keys.new_audit_key(head)?).await?;
     }
     match store::audit_key(c).await? {
-        Some((root_version, wrapped)) if root_version == keys.root_version => {
-            keys.with_audit_key(&wrapped)
-        }
+        Some(row) if row.root_version == keys.root_version => keys.with_audit_key(&row),
         // Wrapped under another root version: the root was rotated meanwhile.
-        Some(_) => Err(VaultError::Locked),
+        Some(row) if row.root_version > keys.root_version => Err(VaultError::Locked),
+        Some(_) => {
+            tracing::error!("the audit key is wrapped under an older root than the root record");
+            Err(VaultError::Integrity)
+        }
         None => Err(VaultError::Internal(anyhow::anyhow!("the audit key was not stored"))),
     }
 }

@@ -127,15 +127,29 @@ impl UnlockedKeys {
         })
     }
 
-    /// Loads the audit key from its wrapped record (under this root's wrapping key).
-    fn with_audit_key(mut self, wrapped: &[u8]) -> Result<Self, VaultError> {
-        self.audit = Some(Arc::new(hierarchy::unwrap_audit_key(&self.kek_wrapping, wrapped)?));
+    /// Loads the audit key from its stored record (wrapped under this root's wrapping key).
+    fn with_audit_key(mut self, row: &store::AuditKeyRow) -> Result<Self, VaultError> {
+        let key = hierarchy::unwrap_audit_key(&self.kek_wrapping, row.keyed_after(), &row.wrapped)?;
+        self.audit = Some(Arc::new(key));
         Ok(self)
     }
 
-    /// Wraps `key` under this root's wrapping key.
-    fn wrap_audit_key(&self, key: &SecretKey) -> Result<Vec<u8>, VaultError> {
-        Ok(hierarchy::wrap_audit_key(&self.kek_wrapping, key)?)
+    /// Keeps `audit` as this replica's audit key (a rekey changes the unlock key, not it).
+    fn with_loaded_audit_key(mut self, audit: Option<Arc<SecretKey>>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// A new audit key keying the chain after entry `keyed_after`, wrapped under this root's
+    /// wrapping key for storing.
+    fn new_audit_key(&self, keyed_after: i64) -> Result<store::AuditKeyRow, VaultError> {
+        let key = SecretKey::generate()?;
+        let bound = u64::try_from(keyed_after).unwrap_or(0);
+        Ok(store::AuditKeyRow {
+            root_version: self.root_version,
+            keyed_after,
+            wrapped: hierarchy::wrap_audit_key(&self.kek_wrapping, bound, &key)?,
+        })
     }
 
     /// Unwraps (or finds) a KEK. A KEK wrapped under another root version means the root was
@@ -208,10 +222,11 @@ pub struct Vault {
     state: RwLock<State>,
     /// One argon2 derivation at a time: each takes 64 MiB, so parallel unlock attempts must
     /// queue rather than exhaust memory.
-    kdf_gate: tokio::sync::Mutex<()>,
+    kdf_gate: Arc<tokio::sync::Mutex<()>>,
     throttle: throttle::Throttle,
     audit: Arc<crate::audit::AuditLog>,
-    /// The audit key while unlocked, shared with the audit log's writer.
+    /// The audit key, from this replica's first unlock on (kept across a lock), shared with the
+    /// audit log's writer.
     audit_key: crate::audit::AuditKey,
 }
 
@@ -231,7 +246,7 @@ impl Vault {
             pool,
             settings,
             state: RwLock::new(if initialized { State::Locked } else { State::Uninitialized }),
-            kdf_gate: tokio::sync::Mutex::new(()),
+            kdf_gate: Arc::new(tokio::sync::Mutex::new(())),
             throttle,
             audit,
             audit_key,
@@ -267,12 +282,14 @@ impl Vault {
     }
 
     fn set_state(&self, state: State) {
-        let audit = match &state {
-            State::Unlocked(keys) => keys.audit.clone(),
-            State::Uninitialized | State::Locked => None,
-        };
+        // The audit key outlives a lock: it protects only the log, and keeping it keeps the
+        // entries a locked replica writes keyed, so a rewrite cannot pass them off as plain.
+        if let State::Unlocked(keys) = &state
+            && let Some(audit) = &keys.audit
+        {
+            *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = Some(audit.clone());
+        }
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
-        *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = audit;
     }
 
     /// Locks this replica because its keys no longer match the database.
@@ -280,7 +297,6 @@ impl Vault {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if matches!(*state, State::Unlocked(_)) {
             *state = State::Locked;
-            *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::warn!(why, "locked this replica; an operator must unlock it again");
         }
     }
@@ -302,11 +318,17 @@ impl Vault {
             );
             return Err(VaultError::Integrity);
         }
-        let _one_at_a_time = self.kdf_gate.lock().await;
-        tokio::task::spawn_blocking(move || hierarchy::derive_unlock_key(&key, params, &salt))
-            .await
-            .map_err(|e| VaultError::Internal(anyhow::Error::new(e).context("argon2 task")))?
-            .map_err(VaultError::from)
+        // The gate is held by the derivation itself: a caller that hangs up cannot release it
+        // while its derivation still runs.
+        let one_at_a_time = self.kdf_gate.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let derived = hierarchy::derive_unlock_key(&key, params, &salt);
+            drop(one_at_a_time);
+            derived
+        })
+        .await
+        .map_err(|e| VaultError::Internal(anyhow::Error::new(e).context("argon2 task")))?
+        .map_err(VaultError::from)
     }
 
     /// DEKs `versions` of `keyring`, from memory or in one query.

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 
 use crate::error::VaultError;
 
@@ -25,11 +25,37 @@ pub struct Throttle {
     max_delay: Duration,
 }
 
-/// An attempt admitted by [`Throttle::begin`]: already counted as a failure.
+/// An attempt admitted by [`Throttle::begin`]: already counted as a failure. One that is
+/// dropped without [`Throttle::success`] or [`Throttle::end`] (an error on the way, or the
+/// caller hung up and its request was cancelled) ends as a failure in a task of its own, so
+/// its client is not left waiting for the in-flight lease to lapse.
 #[must_use = "an admitted attempt must end with success or failure"]
 pub struct Attempt {
     identity: String,
     ip: IpAddr,
+    /// Set until the attempt has ended.
+    pending: Option<Pool>,
+}
+
+const END: &str = "UPDATE unlock_attempts SET in_flight_until = NULL, updated_at = now() \
+     WHERE identity = $1 AND address = $2";
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some(pool) = self.pending.take() else { return };
+        let (identity, ip) = (std::mem::take(&mut self.identity), self.ip);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let ended = match pool.get().await {
+                    Ok(client) => client.execute(END, &[&identity, &ip]).await.map(drop).map_err(anyhow::Error::from),
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = ended {
+                    tracing::warn!(error = %format!("{error:#}"), "could not end an unlock attempt; its lease lapses");
+                }
+            });
+        }
+    }
 }
 
 impl Throttle {
@@ -52,10 +78,11 @@ impl Throttle {
     /// wait, or already has an attempt in flight.
     pub async fn begin(
         &self,
-        c: &impl GenericClient,
+        pool: &Pool,
         identity: &str,
         ip: IpAddr,
     ) -> Result<Attempt, VaultError> {
+        let c = &pool.get().await?;
         // The delay this attempt would impose if it fails, computed for the count it will have.
         let row = c
             .query_opt(
@@ -83,7 +110,7 @@ impl Throttle {
             )
             .await?;
         }
-        Ok(Attempt { identity: identity.to_owned(), ip })
+        Ok(Attempt { identity: identity.to_owned(), ip, pending: Some(pool.clone()) })
     }
 
     /// The 429 for a client that must wait: until its block ends or its attempt in flight does.
@@ -112,25 +139,26 @@ impl Throttle {
     pub async fn success(
         &self,
         c: &impl GenericClient,
-        attempt: Attempt,
+        mut attempt: Attempt,
     ) -> Result<(), VaultError> {
         c.execute(
             "DELETE FROM unlock_attempts WHERE identity = $1 AND address = $2",
             &[&attempt.identity, &attempt.ip],
         )
         .await?;
+        attempt.pending = None;
         Ok(())
     }
 
     /// Ends an attempt whose key was wrong, or that could not be evaluated: it stays counted,
     /// and the client may try again once any wait is over.
-    pub async fn end(&self, c: &impl GenericClient, attempt: Attempt) -> Result<(), VaultError> {
-        c.execute(
-            "UPDATE unlock_attempts SET in_flight_until = NULL, updated_at = now() \
-             WHERE identity = $1 AND address = $2",
-            &[&attempt.identity, &attempt.ip],
-        )
-        .await?;
+    pub async fn end(
+        &self,
+        c: &impl GenericClient,
+        mut attempt: Attempt,
+    ) -> Result<(), VaultError> {
+        c.execute(END, &[&attempt.identity, &attempt.ip]).await?;
+        attempt.pending = None;
         Ok(())
     }
 }
