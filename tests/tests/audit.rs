@@ -333,24 +333,15 @@ async fn an_owner_who_rewrites_the_chain_without_the_audit_key_is_caught() {
 
     // Moving where keying starts past the log's end does not help: the key no longer opens.
     let client = db.client().await;
+    let keyed_after: i64 = db.one("SELECT keyed_after FROM audit_key", &[]).await;
     client.batch_execute("UPDATE audit_key SET keyed_after = 1000000").await.unwrap();
-    let out = std::process::Command::new(binary("strongbox-vault"))
-        .args(["audit", "verify", "--output", "json", "--key-stdin", "--database-url", db.url()])
-        .env_clear()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(format!("{SERVER_KEY}\n").as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("opening the audit key"), "{stderr}");
-    client.batch_execute("UPDATE audit_key SET keyed_after = 0").await.unwrap();
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!((code, verdict["result"].as_str()), (2, Some("broken")), "{verdict}");
+    assert!(
+        verdict["reason"].as_str().unwrap().contains("audit key's record was altered"),
+        "{verdict}"
+    );
+    client.execute("UPDATE audit_key SET keyed_after = $1", &[&keyed_after]).await.unwrap();
 
     // Rewriting a tail as refusals (the one thing a replica without the key writes) links,
     // but verify says those entries are unprotected plain hashes, for a checkpoint to settle.
@@ -405,5 +396,33 @@ async fn entries_stay_keyed_across_a_rekey_and_a_lock() {
         .map(|r| r.get(0))
         .collect();
     assert!(plain.is_empty(), "written after the key was made, yet plain: {plain:?}");
+    vault.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_replica_never_unlocked_writes_plain_entries_that_verify_accepts() {
+    let db = TestDb::new().await;
+    let vault = spawn_vault(&db, &[]).await;
+    vault.initialize().await;
+    vault.encrypt("ws_audit", &["one"]).await;
+    // A second replica, not unlocked since it started, holds no audit key: its status answers
+    // (a HEAD too, which the GET handler answers) and refusals are plain.
+    let fresh = strongbox_tests::spawn_vault_with(&db, vault.pki.clone(), &[]).await;
+    let head =
+        vault.pki.client("api").head(format!("{}/v1/sys/status", fresh.url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(fresh.unlock("a-wrong-key-of-20-chars").await.0, 403);
+    let plain: i64 = db
+        .one(
+            "SELECT count(*) FROM audit_log WHERE NOT keyed AND seq > (SELECT keyed_after FROM audit_key)",
+            &[],
+        )
+        .await;
+    assert!(plain >= 2, "{plain}");
+    vault.encrypt("ws_audit", &["two"]).await;
+    let (code, verdict) = audit_verify(&db).await;
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["plain_tail"], 0, "{verdict}");
+    fresh.shutdown.cancel();
     vault.shutdown.cancel();
 }

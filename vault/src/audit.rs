@@ -408,9 +408,12 @@ pub enum Macs {
     Unchecked,
     /// Checked under the audit key.
     Check(OpenedKey),
-    /// The server key was given but the database holds no audit key: any keyed entry means
-    /// the key was deleted, which breaks the log as evidence.
+    /// The database holds no audit key: any keyed entry means the key was deleted, which
+    /// breaks the log as evidence.
     KeyGone,
+    /// The server key opens the root but not the audit key: its record was altered (or where
+    /// keying starts was moved).
+    KeyAltered,
 }
 
 /// The audit key, opened with the server key as `recover` opens the root: for `audit verify`,
@@ -434,9 +437,10 @@ pub async fn open_key(pool: &Pool, server_key: secrecy::SecretString) -> anyhow:
     let root = hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
         .map_err(|_| anyhow::anyhow!("the server key does not open this vault's root record"))?;
     let wrapping = hierarchy::kek_wrapping_key(&root)?;
-    let key = hierarchy::unwrap_audit_key(&wrapping, row.keyed_after(), &row.wrapped)
-        .context("opening the audit key (it, or where the keyed chain starts, was altered)")?;
-    Ok(Macs::Check(OpenedKey { key, keyed_after: row.keyed_after }))
+    Ok(match hierarchy::unwrap_audit_key(&wrapping, row.keyed_after(), &row.wrapped) {
+        Ok(key) => Macs::Check(OpenedKey { key, keyed_after: row.keyed_after }),
+        Err(_) => Macs::KeyAltered,
+    })
 }
 
 /// Whether the vault may have written `entry` with a plain hash although the chain is keyed
@@ -444,7 +448,11 @@ pub async fn open_key(pool: &Pool, server_key: secrecy::SecretString) -> anyhow:
 /// refused a call, reported its status or been locked.
 fn plain_is_due(entry: &Entry) -> bool {
     !(200..300).contains(&entry.status)
-        || matches!(entry.action.as_str(), "GET /v1/sys/status" | "POST /v1/sys/lock")
+        || matches!(
+            entry.action.as_str(),
+            // HEAD is answered by the GET handler.
+            "GET /v1/sys/status" | "HEAD /v1/sys/status" | "POST /v1/sys/lock"
+        )
 }
 
 /// Walks the whole chain in order, checking keyed entries' MACs with `key` when given, and
@@ -463,12 +471,22 @@ pub async fn verify(
     // key answers; on anything else it means the entry was rewritten by someone without the
     // key (a downgrade). Given the server key, where keying starts comes from the key's
     // wrapping and cannot be moved; without it, from the table, as a consistency check.
-    let (key, keyed_after) = match macs {
-        Macs::Check(opened) => (Some(&opened.key), opened.keyed_after),
-        Macs::Unchecked => {
-            (None, crate::store::audit_key(&client).await?.map_or(i64::MAX, |row| row.keyed_after))
+    let (key, keyed_after, key_gone) = match macs {
+        Macs::Check(opened) => (Some(&opened.key), opened.keyed_after, false),
+        Macs::Unchecked => match crate::store::audit_key(&client).await? {
+            Some(row) => (None, row.keyed_after, false),
+            None => (None, i64::MAX, true),
+        },
+        Macs::KeyGone => (None, i64::MAX, true),
+        Macs::KeyAltered => {
+            return Ok(Verdict::Broken {
+                seq: 0,
+                reason: "the audit key's record was altered: the server key opens the root but \
+                         not the audit key (or where keying starts was moved)"
+                    .to_owned(),
+                entries_ok: 0,
+            });
         }
-        Macs::KeyGone => (None, i64::MAX),
     };
     loop {
         let rows = client
@@ -489,6 +507,17 @@ pub async fn verify(
                         "the checkpoint's entry is gone: the log ends at {entries} (its end was cut off)"
                     ),
                     entries_ok: entries,
+                });
+            }
+            // The call that made the key (an initialize or unlock) is answered with a keyed
+            // entry, so entries after keying started with none keyed are a plain rewrite.
+            if key.is_some() && last_keyed == 0 && entries > keyed_after {
+                return Ok(Verdict::Broken {
+                    seq: keyed_after + 1,
+                    reason: "no entry after the audit key was made is keyed (the chain was \
+                             rewritten without the audit key)"
+                        .to_owned(),
+                    entries_ok: keyed_after,
                 });
             }
             let head = (expected_seq > 1).then(|| strongbox_shared::id::hex(&prev));
@@ -537,7 +566,7 @@ pub async fn verify(
                      without the audit key)",
                 ));
             }
-            if keyed && matches!(macs, Macs::KeyGone) {
+            if keyed && key_gone {
                 return Ok(broken(
                     "a keyed entry, but the vault database holds no audit key (it was deleted, \
                      so no MAC can be checked)",

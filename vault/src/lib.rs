@@ -54,8 +54,9 @@ pub async fn migrate(database: &DatabaseConfig) -> anyhow::Result<MigrationRepor
     let split = owner.user().as_deref() != Some(serving.as_str());
     if split {
         // Before migrating: the owner cannot migrate tables the serving role owns anyway.
-        refuse_unconfined(&strongbox_shared::db::connect(&owner).await?, &serving, OWNS_OR_SUPER)
-            .await?;
+        let owner_role = owner.user().unwrap_or_default();
+        let client = strongbox_shared::db::connect(&owner).await?;
+        refuse_unconfined(&client, &serving, &owner_role, OWNS_OR_SUPER).await?;
     }
     let report =
         strongbox_shared::db::migrate(&owner, embedded::migrations::runner(), MIGRATION_LOCK)
@@ -103,7 +104,8 @@ async fn grant_serving(owner: &DatabaseConfig, serving: &str) -> anyhow::Result<
     let mut client = strongbox_shared::db::connect(owner).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
-    refuse_unconfined(&tx, serving, OWNS_OR_SUPER).await?;
+    let owner_role = owner.user().unwrap_or_default();
+    refuse_unconfined(&tx, serving, &owner_role, OWNS_OR_SUPER).await?;
     tx.batch_execute(&format!(
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
          GRANT USAGE ON SCHEMA public TO {role}; \
@@ -115,36 +117,61 @@ async fn grant_serving(owner: &DatabaseConfig, serving: &str) -> anyhow::Result<
     ))
     .await
     .with_context(|| format!("granting the serving role {serving} its rights"))?;
-    refuse_unconfined(&tx, serving, MAY_CHANGE).await?;
+    refuse_unconfined(&tx, serving, &owner_role, MAY_CHANGE).await?;
+    // PUBLIC keeps CREATE on schema public where the owner does not own it (PostgreSQL 14 and
+    // older, or a cluster upgraded from one): creating tables does not reach the audit log, so
+    // this is said, not refused.
+    let create: bool = tx
+        .query_one("SELECT has_schema_privilege($1::name, 'public', 'CREATE')", &[&serving])
+        .await?
+        .get(0);
+    if create {
+        tracing::warn!(
+            serving,
+            "the serving role may create objects in schema public; as a superuser run \
+             ALTER SCHEMA public OWNER TO <owner>; REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+        );
+    }
     tx.commit().await?;
     Ok(())
 }
 
-/// Owning a table, or being a superuser, makes every grant moot.
+/// Owning a table or the schema, being a superuser, able to make roles, or a member of the
+/// owner role makes every grant moot. `$1` is the serving role, `$2` the owner.
 const OWNS_OR_SUPER: &str = "SELECT array_remove(ARRAY[ \
        CASE WHEN EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                          WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = $1::name) \
             THEN 'it owns tables in schema public' END, \
-       CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = $1::name) \
-            THEN 'it is a superuser' END], NULL)";
+       CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public' \
+                         AND pg_get_userbyid(nspowner) = $1::name) \
+            THEN 'it owns schema public' END, \
+       CASE WHEN (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = $1::name) \
+            THEN 'it is a superuser or may create roles' END, \
+       CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1::name) \
+                 AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2::name) \
+            THEN CASE WHEN pg_has_role($1::name, $2::name, 'MEMBER') \
+                      THEN 'it is a member of the owner role' END END], NULL)";
 
-/// Rights the serving role must not have once granted.
+/// Rights the serving role must not have once granted. `$2` is unused.
 const MAY_CHANGE: &str = "SELECT array_remove(ARRAY[ \
        CASE WHEN has_table_privilege($1::name, 'audit_log', 'UPDATE, DELETE, TRUNCATE, TRIGGER') \
             THEN 'it can change or unguard audit_log' END, \
        CASE WHEN has_table_privilege($1::name, 'audit_key', 'DELETE, TRUNCATE') \
-            THEN 'it can delete the audit key' END, \
-       CASE WHEN has_schema_privilege($1::name, 'public', 'CREATE') \
-            THEN 'it can create objects in schema public' END], NULL)";
+            OR has_table_privilege($1::name, 'root_record', 'DELETE, TRUNCATE') \
+            THEN 'it can delete the audit key or the root record' END, \
+       CASE WHEN has_table_privilege($1::name, 'refinery_schema_history', 'INSERT, UPDATE, DELETE, TRUNCATE') \
+            THEN 'it can rewrite the migration history' END, \
+       CASE WHEN $2::name IS NULL THEN NULL END], NULL)";
 
 /// Fails with every reason `check` (one of the queries above) finds the serving role is not
 /// confined.
 async fn refuse_unconfined(
     c: &impl tokio_postgres::GenericClient,
     serving: &str,
+    owner: &str,
     check: &str,
 ) -> anyhow::Result<()> {
-    let problems: Vec<String> = c.query_one(check, &[&serving]).await?.get(0);
+    let problems: Vec<String> = c.query_one(check, &[&serving, &owner]).await?.get(0);
     if problems.is_empty() {
         return Ok(());
     }

@@ -231,18 +231,20 @@ pub async fn audit_head(c: &impl GenericClient) -> Result<(i64, bool), tokio_pos
     Ok((row.get(0), row.get(1)))
 }
 
-/// Stores the audit key unless one exists (replicas unlocking together make one).
+/// Stores the audit key unless one exists (replicas unlocking together make one); whether it
+/// was stored.
 pub async fn insert_audit_key(
     c: &impl GenericClient,
     key: &AuditKeyRow,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute(
-        "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
+) -> Result<bool, tokio_postgres::Error> {
+    let inserted = c
+        .execute(
+            "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO NOTHING",
-        &[&key.root_version, &key.keyed_after, &key.wrapped],
-    )
-    .await?;
-    Ok(())
+            &[&key.root_version, &key.keyed_after, &key.wrapped],
+        )
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// Re-wraps the audit key under a new root.

@@ -381,9 +381,14 @@ impl Cli {
                                 }
                             )
                         }
-                        crate::audit::Verdict::Broken { seq, reason, entries_ok } => println!(
-                            "audit log BROKEN at entry {seq}: {reason}. Entries 1-{entries_ok} check out."
-                        ),
+                        crate::audit::Verdict::Broken { seq, reason, entries_ok } => {
+                            let trusted = if *entries_ok == 0 {
+                                "No entry can be trusted.".to_owned()
+                            } else {
+                                format!("Entries 1-{entries_ok} check out.")
+                            };
+                            println!("audit log BROKEN at entry {seq}: {reason}. {trusted}");
+                        }
                     },
                 }
                 Ok(match verdict {

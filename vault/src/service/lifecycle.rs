@@ -103,7 +103,12 @@ impl Vault {
         // Entries so far were written by locked replicas, with plain hashes.
         let (head, _) = store::audit_head(&tx).await?;
         let audit_key = keys.new_audit_key(head)?;
-        store::insert_audit_key(&tx, &audit_key).await?;
+        if !store::insert_audit_key(&tx, &audit_key).await? {
+            // An audit key without a root record: left behind, or planted. Keying entries under
+            // a key that is not the stored one would make them unverifiable.
+            tracing::error!("an audit key exists in a vault database with no root record");
+            return Err(VaultError::Integrity);
+        }
         let keys = keys.with_audit_key(&audit_key)?;
         store::notify(&tx, &root_notice(&record)).await?;
         tx.commit().await?;
@@ -255,7 +260,7 @@ impl Vault {
         store::notify(&tx, &root_notice(&replacement)).await?;
         tx.commit().await?;
         // This replica keeps its keys; it now holds the new unlock key and generation.
-        let audit = self.keys().ok().and_then(|keys| keys.audit.clone());
+        let audit = self.audit_key.read().unwrap_or_else(|e| e.into_inner()).clone();
         let keys = UnlockedKeys::new(
             &root,
             replacement.root_version,
@@ -411,13 +416,15 @@ async fn load_audit_key(
 ) -> Result<UnlockedKeys, VaultError> {
     if store::audit_key(c).await?.is_none() {
         let (head, any_keyed) = store::audit_head(c).await?;
-        if any_keyed {
+        if !any_keyed {
+            store::insert_audit_key(c, &keys.new_audit_key(head)?).await?;
+        } else if store::audit_key(c).await?.is_none() {
+            // (Re-read: a replica unlocking at the same time may have made it meanwhile.)
             tracing::error!(
                 "the audit log has keyed entries but the audit key is gone; refusing to unlock"
             );
             return Err(VaultError::Integrity);
         }
-        store::insert_audit_key(c, &keys.new_audit_key(head)?).await?;
     }
     match store::audit_key(c).await? {
         Some(row) if row.root_version == keys.root_version => keys.with_audit_key(&row),

@@ -101,6 +101,8 @@ impl Throttle {
         let Some(row) = row else {
             return Err(self.refusal(c, identity, ip).await?);
         };
+        // Counted: from here on the attempt ends however this call does.
+        let attempt = Attempt { identity: identity.to_owned(), ip, pending: Some(pool.clone()) };
         let failures = u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX);
         if let Some(delay) = self.delay_after(failures) {
             c.execute(
@@ -110,7 +112,7 @@ impl Throttle {
             )
             .await?;
         }
-        Ok(Attempt { identity: identity.to_owned(), ip, pending: Some(pool.clone()) })
+        Ok(attempt)
     }
 
     /// The 429 for a client that must wait: until its block ends or its attempt in flight does.
