@@ -158,23 +158,29 @@ fn as_role(url: &str, role: &str, password: &str) -> String {
     format!("{scheme}://{role}:{password}@{host}")
 }
 
-#[tokio::test]
-async fn the_serving_role_can_only_read_and_append_the_audit_log() {
-    let db = TestDb::new().await;
-    let admin = db.client().await;
+/// Makes an owner role (owning `db`) and a serving role for `db`, runs `then` (SQL in which
+/// `{serving}` names the serving role) as the admin, and returns (owner URL, serving URL).
+async fn owner_and_serving(db: &TestDb, then: &str) -> (String, String) {
     let suffix = db.name().trim_start_matches("sb_test_").to_owned();
     let (owner, serving) = (format!("sb_owner_{suffix}"), format!("sb_serving_{suffix}"));
-    admin
+    db.client()
+        .await
         .batch_execute(&format!(
             "CREATE ROLE {owner} LOGIN PASSWORD 'owner-pw'; \
              CREATE ROLE {serving} LOGIN PASSWORD 'serving-pw'; \
-             ALTER DATABASE {} OWNER TO {owner};",
-            db.name()
+             ALTER DATABASE {db} OWNER TO {owner}; {then}",
+            db = db.name(),
+            then = then.replace("{serving}", &serving),
         ))
         .await
         .unwrap();
-    let owner_url = as_role(db.url(), &owner, "owner-pw");
-    let serving_url = as_role(db.url(), &serving, "serving-pw");
+    (as_role(db.url(), &owner, "owner-pw"), as_role(db.url(), &serving, "serving-pw"))
+}
+
+#[tokio::test]
+async fn the_serving_role_can_only_read_and_append_the_audit_log() {
+    let db = TestDb::new().await;
+    let (owner_url, serving_url) = owner_and_serving(&db, "").await;
     let vault = spawn_vault(
         &db,
         &[
@@ -230,22 +236,9 @@ async fn the_serving_role_can_only_read_and_append_the_audit_log() {
 #[tokio::test]
 async fn a_serving_role_that_owns_the_schema_is_refused_not_silently_trusted() {
     let db = TestDb::new().await;
-    let admin = db.client().await;
-    let suffix = db.name().trim_start_matches("sb_test_").to_owned();
-    let (owner, serving) = (format!("sb_owner_{suffix}"), format!("sb_serving_{suffix}"));
     // As after `pg_restore --no-owner` into the serving URL: the serving role owns every table.
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {owner} LOGIN PASSWORD 'owner-pw'; \
-             CREATE ROLE {serving} LOGIN PASSWORD 'serving-pw'; \
-             ALTER DATABASE {db} OWNER TO {owner}; \
-             GRANT CREATE ON SCHEMA public TO {serving};",
-            db = db.name()
-        ))
-        .await
-        .unwrap();
-    let owner_url = as_role(db.url(), &owner, "owner-pw");
-    let serving_url = as_role(db.url(), &serving, "serving-pw");
+    let (owner_url, serving_url) =
+        owner_and_serving(&db, "GRANT CREATE ON SCHEMA public TO {serving};").await;
     let migrate = |extra: &[&str]| {
         std::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
             .args(["migrate", "--database-url", &serving_url])

@@ -240,7 +240,7 @@ pub async fn insert_audit_key(
     let inserted = c
         .execute(
             "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id) DO NOTHING",
             &[&key.root_version, &key.keyed_after, &key.wrapped],
         )
         .await?;
