@@ -142,6 +142,12 @@ impl Cache {
     }
 }
 
+/// The listening session's `application_name`.
+pub const LISTENER: &str = "strongbox-api cache listener";
+
+/// How often the listening connection proves the server still answers.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Keeps `cache` exact until `stop` is cancelled.
 pub fn spawn_listener(cache: Arc<Cache>, database: DatabaseConfig, stop: CancellationToken) {
     tokio::spawn(async move {
@@ -170,7 +176,7 @@ async fn listen(
     database: &DatabaseConfig,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (client, mut connection) = database.pg_config()?.connect(database.tls()?).await?;
+    let (client, mut connection) = database.open_as(LISTENER).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -186,6 +192,11 @@ async fn listen(
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         // Anything cached before LISTEN took effect may be stale.
         cache.clear();
+        // A listening connection that silently stopped hearing the server (a partition, a
+        // paused node) would leave the cache stale. A heartbeat makes it owe an answer, so a dead
+        // server closes it within `query_timeout_ms` and the reconnect clears the cache.
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
@@ -193,6 +204,9 @@ async fn listen(
                     Some(payload) => cache.apply(&payload),
                     None => anyhow::bail!("notification stream ended"),
                 },
+                _ = heartbeat.tick() => {
+                    client.simple_query("").await?;
+                }
             }
         }
     }

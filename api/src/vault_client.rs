@@ -31,7 +31,7 @@ pub struct VaultClientConfig {
     /// Longest wait for a connection, ms.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
-    /// Longest wait for an answer, ms.
+    /// Longest a call may take, retries included, ms.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
     /// Extra attempts of an idempotent call after a transport failure.
@@ -176,6 +176,8 @@ pub struct VaultClient {
     base: String,
     http: Reloading<reqwest::Client>,
     retries: u32,
+    /// The most one call may take, retries included.
+    timeout: Duration,
     breaker: Breaker,
     reload_interval: Duration,
 }
@@ -216,6 +218,7 @@ impl VaultClient {
             base: config.url.trim_end_matches('/').to_owned(),
             http,
             retries: config.retries,
+            timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             breaker: Breaker {
                 threshold: config.breaker_failures.max(1),
                 cooldown: Duration::from_millis(config.breaker_cooldown_ms),
@@ -260,28 +263,63 @@ impl VaultClient {
         idempotent: bool,
         span: &tracing::Span,
     ) -> Result<Value, VaultFailure> {
+        let url = format!("{}{path}", self.base);
+        let traceparent = crate::context::outgoing_traceparent(span);
+        self.exchange(path, idempotent, |client| {
+            client.post(&url).header("traceparent", &traceparent).json(body)
+        })
+        .await
+    }
+
+    /// Sends what `request` builds and reads the whole answer, within `request_timeout_ms` in
+    /// all, retries included. A transport failure, or an answer cut off before its end, is
+    /// retried when the call is idempotent and time is left; a timeout is not (the next attempt
+    /// would not have its full time).
+    async fn exchange(
+        &self,
+        path: &str,
+        idempotent: bool,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Value, VaultFailure> {
         self.breaker.admit()?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let attempts = if idempotent { self.retries + 1 } else { 1 };
         let mut last = String::new();
         for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-            }
-            let request = self
-                .http
-                .current()
-                .post(format!("{}{path}", self.base))
-                .header("traceparent", crate::context::outgoing_traceparent(span))
-                .json(body);
-            match request.send().await {
-                Ok(response) => {
-                    self.breaker.success();
-                    return read(response).await;
+                let pause = Duration::from_millis(50 << attempt);
+                if tokio::time::Instant::now() + pause >= deadline {
+                    break;
                 }
-                Err(error) => {
+                tokio::time::sleep(pause).await;
+            }
+            let client = self.http.current();
+            let sent = tokio::time::timeout_at(deadline, async {
+                let response = request(&client).send().await.map_err(|e| describe(&e))?;
+                let status = response.status().as_u16();
+                let locked = response.headers().contains_key("x-strongbox-locked");
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("the answer was cut off ({})", describe(&e)))?;
+                Ok::<_, String>((status, locked, body))
+            })
+            .await;
+            match sent {
+                Ok(Ok((status, locked, body))) => {
+                    self.breaker.success();
+                    return interpret(status, locked, &body);
+                }
+                Ok(Err(why)) => {
                     self.breaker.failure();
-                    last = describe(&error);
-                    tracing::warn!(path, attempt, error = %last, "vault call failed");
+                    tracing::warn!(path, attempt, error = %why, "vault call failed");
+                    last = why;
+                }
+                Err(_) => {
+                    self.breaker.failure();
+                    tracing::warn!(path, attempt, "vault call timed out");
+                    last = format!("no answer within {} ms", self.timeout.as_millis());
+                    break;
                 }
             }
         }
@@ -365,24 +403,13 @@ impl VaultClient {
         keyring: &str,
         span: &tracing::Span,
     ) -> Result<(i32, i32), VaultFailure> {
-        self.breaker.admit()?;
-        let response = self
-            .http
-            .current()
-            .get(format!("{}/v1/keyrings/{keyring}", self.base))
-            .header("traceparent", crate::context::outgoing_traceparent(span))
-            .send()
-            .await;
-        let answer = match response {
-            Ok(r) => {
-                self.breaker.success();
-                read(r).await?
-            }
-            Err(e) => {
-                self.breaker.failure();
-                return Err(VaultFailure::Unavailable(describe(&e)));
-            }
-        };
+        let url = format!("{}/v1/keyrings/{keyring}", self.base);
+        let traceparent = crate::context::outgoing_traceparent(span);
+        let answer = self
+            .exchange("/v1/keyrings/{keyring}", true, |client| {
+                client.get(&url).header("traceparent", &traceparent)
+            })
+            .await?;
         let field = |name: &str| answer[name].as_i64().and_then(|v| i32::try_from(v).ok());
         match (field("latest_version"), field("min_decryption_version")) {
             (Some(latest), Some(min)) => Ok((latest, min)),
@@ -429,19 +456,22 @@ impl VaultClient {
     }
 }
 
-async fn read(response: reqwest::Response) -> Result<Value, VaultFailure> {
-    let status = response.status().as_u16();
-    let locked = response.headers().contains_key("x-strongbox-locked");
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+/// What a whole answer means. A vault that answers but cannot serve (its database is down, a
+/// proxy in front of it has no backend) is unavailable, as an unreachable one is.
+fn interpret(status: u16, locked: bool, body: &[u8]) -> Result<Value, VaultFailure> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
     if status == 200 {
-        return Ok(body);
+        return parsed
+            .ok_or_else(|| VaultFailure::Unavailable("malformed vault answer".to_owned()));
     }
+    let body = parsed.unwrap_or(Value::Null);
     let code = body["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned();
     Err(match (status, code.as_str()) {
         (503, _) if locked => VaultFailure::Locked,
         (_, "VAULT_LOCKED") => VaultFailure::Locked,
         (_, "KEYRING_DELETED") => VaultFailure::KeyringDeleted,
         (_, "KEYRING_NOT_FOUND") => VaultFailure::KeyringNotFound,
+        (502..=504, _) => VaultFailure::Unavailable(format!("the vault answered {status} {code}")),
         _ => VaultFailure::Refused { status, code },
     })
 }

@@ -10,6 +10,10 @@ use serde::Deserialize;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod socket;
+
+pub use socket::{PgConnection, PgStream, Watched};
+
 /// The `[database]` section of either service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +30,12 @@ pub struct DatabaseConfig {
     /// How long opening one connection may take, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// How long a connection may owe an answer (a statement sent, nothing back) before it is
+    /// judged dead and closed, in milliseconds. Its requests then fail with 503
+    /// `DATABASE_UNAVAILABLE` instead of hanging on a server that stopped answering (a
+    /// partition, a paused node). Set it above the longest statement you expect.
+    #[serde(default = "default_query_timeout_ms")]
+    pub query_timeout_ms: u64,
     /// CA bundle (PEM) that signed the Postgres server's certificate. When set, every connection
     /// uses TLS with full verification: the chain up to this CA and the URL's host name (or IP)
     /// in the certificate. Unset, connections are plain.
@@ -50,6 +60,10 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 
+fn default_query_timeout_ms() -> u64 {
+    10_000
+}
+
 impl DatabaseConfig {
     /// A config for `url` with every other option at its default.
     pub fn from_url(url: impl Into<String>) -> Self {
@@ -58,6 +72,7 @@ impl DatabaseConfig {
             max_connections: default_max_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            query_timeout_ms: default_query_timeout_ms(),
             ca: None,
             migration_url: None,
         }
@@ -114,6 +129,37 @@ impl DatabaseConfig {
         Ok(MakeRustlsConnect::new(config))
     }
 
+    /// The longest a connection may owe an answer; see `query_timeout_ms`.
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms.max(1))
+    }
+
+    /// Opens one connection whose socket closes when it has owed an answer for longer than
+    /// `query_timeout_ms`. The caller drives the connection (for notifications, say).
+    pub async fn open(&self) -> anyhow::Result<(tokio_postgres::Client, PgConnection)> {
+        self.open_config(self.pg_config()?).await
+    }
+
+    /// [`DatabaseConfig::open`] under `application_name`, so that `pg_stat_activity` tells a
+    /// long-lived session (a listener) apart from the pool's.
+    pub async fn open_as(
+        &self,
+        application_name: &str,
+    ) -> anyhow::Result<(tokio_postgres::Client, PgConnection)> {
+        let mut pg = self.pg_config()?;
+        pg.application_name(application_name);
+        self.open_config(pg).await
+    }
+
+    async fn open_config(
+        &self,
+        pg: tokio_postgres::Config,
+    ) -> anyhow::Result<(tokio_postgres::Client, PgConnection)> {
+        socket::open(&pg, self.tls()?, Some(self.query_timeout()))
+            .await
+            .with_context(|| format!("connecting to Postgres at {}", describe(&pg)))
+    }
+
     /// Host, port and database name, for logs and error messages.
     pub fn describe(&self) -> String {
         match self.pg_config() {
@@ -145,11 +191,12 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 /// Builds a pool. Connections open lazily, so this does not touch the network.
 pub fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         config.pg_config()?,
-        config.tls()?,
-        // `Fast` still drops connections whose socket has closed; `Verified` would add a
-        // round trip to every checkout on the verification hot path.
+        Connector { tls: config.tls()?, limit: config.query_timeout() },
+        // `Fast` still drops connections whose socket has closed (as a watched socket does when
+        // its server stops answering); `Verified` would add a round trip to every checkout on
+        // the verification hot path.
         ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let wait = Duration::from_millis(config.acquire_timeout_ms);
@@ -163,18 +210,52 @@ pub fn pool(config: &DatabaseConfig) -> anyhow::Result<Pool> {
         .context("building the database pool")
 }
 
-/// Opens one connection outside any pool, driving it on a background task.
-pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Client> {
-    let pg = config.pg_config()?;
-    let (client, connection) = pg
-        .connect(config.tls()?)
-        .await
-        .with_context(|| format!("connecting to Postgres at {}", describe(&pg)))?;
+/// Opens the pool's connections on watched sockets.
+struct Connector {
+    tls: MakeRustlsConnect,
+    limit: Duration,
+}
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let (pg_config, tls, limit) = (pg_config.clone(), self.tls.clone(), self.limit);
+        Box::pin(async move {
+            let (client, connection) = socket::open(&pg_config, tls, Some(limit)).await?;
+            Ok((client, drive(connection)))
+        })
+    }
+}
+
+fn drive(connection: PgConnection) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "database connection closed with an error");
         }
-    });
+    })
+}
+
+/// Opens one connection outside any pool, driving it on a background task. Like the pool's, it
+/// closes when it owes an answer for longer than `query_timeout_ms`.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config.open().await?;
+    drive(connection);
+    Ok(client)
+}
+
+/// [`connect`] without the answer deadline, for a session that waits on purpose: an advisory
+/// lock held by another replica's migration.
+pub async fn connect_patient(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Client> {
+    let pg = config.pg_config()?;
+    let (client, connection) = socket::open(&pg, config.tls()?, None)
+        .await
+        .with_context(|| format!("connecting to Postgres at {}", describe(&pg)))?;
+    drive(connection);
     Ok(client)
 }
 
@@ -187,7 +268,7 @@ pub async fn migrate(
     mut runner: refinery::Runner,
     lock_key: i64,
 ) -> anyhow::Result<MigrationReport> {
-    let mut client = connect(config).await?;
+    let mut client = connect_patient(config).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&lock_key])
         .await

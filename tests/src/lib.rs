@@ -10,10 +10,12 @@
 
 pub mod cluster;
 pub mod db;
+pub mod fault;
 pub mod otlp;
 pub mod pki;
 pub mod process;
 pub mod services;
+pub mod soak;
 pub mod stack;
 pub mod tempdir;
 

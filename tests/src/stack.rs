@@ -55,16 +55,7 @@ impl Stack {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        let file = |n: &str| pki.path(n).display().to_string();
-        let mut env = HashMap::from([
-            ("STRONGBOX_API__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            ("STRONGBOX_API__DATABASE__URL".to_owned(), api_db.url().to_owned()),
-            ("STRONGBOX_API__VAULT__URL".to_owned(), vault_url.clone()),
-            ("STRONGBOX_API__VAULT__CA".to_owned(), file("ca.pem")),
-            ("STRONGBOX_API__VAULT__CERT".to_owned(), file("api.pem")),
-            ("STRONGBOX_API__VAULT__KEY".to_owned(), file("api-key.pem")),
-        ]);
+        let mut env = api_env(api_db.url(), &vault_url, &pki);
         env.extend(api_extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut api = ServiceProcess::start("strongbox-api", &["serve"], &env);
         let ready = api.wait_for_message("strongbox-api ready to serve").await;
@@ -121,6 +112,21 @@ impl Stack {
         assert!(self.api.wait().await.success(), "api exit");
         assert!(self.vault.wait().await.success(), "vault exit");
     }
+}
+
+/// The environment of an api process on random loopback ports, on `database_url`, reaching the
+/// vault at `vault_url` with `pki`'s api identity.
+pub fn api_env(database_url: &str, vault_url: &str, pki: &TestPki) -> HashMap<String, String> {
+    let file = |n: &str| pki.path(n).display().to_string();
+    HashMap::from([
+        ("STRONGBOX_API__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STRONGBOX_API__DATABASE__URL".to_owned(), database_url.to_owned()),
+        ("STRONGBOX_API__VAULT__URL".to_owned(), vault_url.to_owned()),
+        ("STRONGBOX_API__VAULT__CA".to_owned(), file("ca.pem")),
+        ("STRONGBOX_API__VAULT__CERT".to_owned(), file("api.pem")),
+        ("STRONGBOX_API__VAULT__KEY".to_owned(), file("api-key.pem")),
+    ])
 }
 
 /// Fetches `<ops>/metrics` and parses the Prometheus text: `(series, value)` with the series as

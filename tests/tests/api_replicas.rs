@@ -113,6 +113,16 @@ async fn a_reconnecting_listener_drops_the_whole_cache() {
             .unwrap()
             .root_key;
     let b = start(&db).await;
+    let client = db.client().await;
+    let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = $1 AND state = 'idle'";
+    // The listener clears the cache once it listens; wait for that before caching anything.
+    let listener = strongbox_api::cache::LISTENER;
+    eventually(Duration::from_secs(10), "the cache listener", || async {
+        let n: i64 = client.query_one(listening, &[&listener]).await.unwrap().get(0);
+        (n == 1).then_some(())
+    })
+    .await;
     let (_, body) = b.call(&root, "apis.createApi", json!({"name": "x"})).await;
     let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
     let (_, body) = b.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
@@ -122,11 +132,14 @@ async fn a_reconnecting_listener_drops_the_whole_cache() {
     );
     assert_eq!(b.code(&root, &key).await, "VALID");
     // A change whose notification is lost: written without NOTIFY, while the listener is cut.
-    let client = db.client().await;
     client.execute("UPDATE keys SET enabled = false WHERE id = $1", &[&key_id]).await.unwrap();
     assert_eq!(b.code(&root, &key).await, "VALID", "still cached: nothing announced it");
     client
-        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'", &[])
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+            &[&listener],
+        )
         .await
         .unwrap();
     b.becomes(&root, &key, "DISABLED").await;

@@ -51,7 +51,7 @@ async fn listen(
     recheck: Duration,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let (client, mut connection) = database.pg_config()?.connect(database.tls()?).await?;
+    let (client, mut connection) = database.open_as("strongbox-vault change listener").await?;
     let (tx, mut notices) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
