@@ -105,9 +105,11 @@ impl Breaker {
                 Err(VaultFailure::Unavailable("the vault circuit breaker is open".to_owned()))
             }
             Some(_) => {
-                // Half-open: this call probes; one more failure re-opens at once.
+                // Half-open: this call alone probes; the others keep failing fast until it
+                // succeeds (closing the circuit) or another cooldown passes. One more failure
+                // re-opens it at once.
                 breaker_gauge(BREAKER_HALF_OPEN);
-                state.1 = None;
+                state.1 = Some(Instant::now() + self.cooldown);
                 state.0 = self.threshold.saturating_sub(1);
                 Ok(())
             }
@@ -311,18 +313,18 @@ impl VaultClient {
                     return interpret(status, locked, &body);
                 }
                 Ok(Err(why)) => {
-                    self.breaker.failure();
                     tracing::warn!(path, attempt, error = %why, "vault call failed");
                     last = why;
                 }
                 Err(_) => {
-                    self.breaker.failure();
                     tracing::warn!(path, attempt, "vault call timed out");
                     last = format!("no answer within {} ms", self.timeout.as_millis());
                     break;
                 }
             }
         }
+        // One failed call is one failure to the breaker, however many attempts it made.
+        self.breaker.failure();
         Err(VaultFailure::Unavailable(last))
     }
 
@@ -489,5 +491,59 @@ fn describe(error: &reqwest::Error) -> String {
             source = e.source();
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> Breaker {
+        Breaker { threshold: 3, cooldown: Duration::from_secs(60), state: Mutex::new((0, None)) }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_its_threshold_and_lets_one_probe_through_after_the_cooldown() {
+        let b = breaker();
+        for _ in 0..2 {
+            b.failure();
+            assert!(b.admit().is_ok(), "below the threshold the circuit stays closed");
+        }
+        b.failure();
+        assert!(b.admit().is_err(), "open at the threshold");
+        // The cooldown has passed: one caller probes, the others still fail fast.
+        b.state.lock().unwrap().1 = Some(Instant::now() - Duration::from_millis(1));
+        assert!(b.admit().is_ok(), "the probe");
+        assert!(b.admit().is_err(), "a second caller while the probe runs");
+        b.success();
+        assert!(b.admit().is_ok() && b.admit().is_ok(), "a good probe closes the circuit");
+        // A failed probe re-opens it at once.
+        b.state.lock().unwrap().1 = Some(Instant::now() - Duration::from_millis(1));
+        b.state.lock().unwrap().0 = 3;
+        assert!(b.admit().is_ok(), "the probe");
+        b.failure();
+        assert!(b.state.lock().unwrap().0 >= 3, "a failed probe counts to the threshold at once");
+        assert!(b.admit().is_err(), "still open after a failed probe");
+    }
+
+    #[test]
+    fn answers_are_read_by_status_and_code() {
+        assert_eq!(interpret(200, false, b"{\"a\":1}"), Ok(json!({"a": 1})));
+        assert!(matches!(interpret(200, false, b"{\"a\""), Err(VaultFailure::Unavailable(_))));
+        let code = |c: &str| format!("{{\"error\":{{\"code\":\"{c}\"}}}}").into_bytes();
+        assert!(matches!(
+            interpret(503, false, &code("DATABASE_UNAVAILABLE")),
+            Err(VaultFailure::Unavailable(_))
+        ));
+        assert!(matches!(interpret(502, false, b"bad gateway"), Err(VaultFailure::Unavailable(_))));
+        assert_eq!(interpret(503, true, &code("VAULT_LOCKED")), Err(VaultFailure::Locked));
+        assert_eq!(
+            interpret(404, false, &code("KEYRING_NOT_FOUND")),
+            Err(VaultFailure::KeyringNotFound)
+        );
+        assert_eq!(
+            interpret(400, false, &code("INVALID_INPUT")),
+            Err(VaultFailure::Refused { status: 400, code: "INVALID_INPUT".to_owned() })
+        );
     }
 }

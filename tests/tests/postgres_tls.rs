@@ -77,10 +77,59 @@ async fn both_services_reach_postgres_over_verified_tls_and_refuse_an_unverified
     ));
     config.ca = Some(pki.path("ca.pem"));
     strongbox_api::migrate(&config).await.unwrap();
+    // An address alone: the certificate must carry the address, and this one does.
+    let mut config = DatabaseConfig::from_url(format!(
+        "hostaddr=127.0.0.1 port={port} user=postgres dbname={dbname}"
+    ));
+    config.ca = Some(pki.path("ca.pem"));
+    strongbox_api::migrate(&config).await.unwrap();
     // sslmode=require without a CA to verify against is a configuration error, not a plain or
     // unverified connection.
     let error = DatabaseConfig::from_url(format!("{url}?sslmode=require")).pg_config().unwrap_err();
     assert!(error.to_string().contains("database.ca"), "{error}");
     api.shutdown.cancel();
     vault.shutdown.cancel();
+}
+
+/// Over TLS too, a server that stops answering fails requests within `query_timeout_ms`
+/// rather than holding them, and the service recovers once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_behind_tls_fails_requests_in_bounded_time() {
+    use std::time::{Duration, Instant};
+    use strongbox_tests::fault::{Fault, FaultProxy, through, upstream_of};
+    let pki = TestPki::new();
+    let server =
+        pki.ca.issue_server("postgres", &["localhost", "127.0.0.1"], Validity::days(1)).unwrap();
+    let cluster = OwnCluster::start_tls(&server.cert_pem, &server.key_pem);
+    let db = TestDb::new_on(&cluster.admin_url()).await;
+    let proxy = FaultProxy::start(upstream_of(db.url())).await;
+    let (ca, url) = (pki.path("ca.pem").display().to_string(), through(db.url(), &proxy));
+    let api = strongbox_tests::spawn_api(
+        &db,
+        &[
+            ("STRONGBOX_API__DATABASE__URL", url.as_str()),
+            ("STRONGBOX_API__DATABASE__CA", ca.as_str()),
+            ("STRONGBOX_API__DATABASE__QUERY_TIMEOUT_MS", "1000"),
+            ("STRONGBOX_API__DATABASE__ACQUIRE_TIMEOUT_MS", "1000"),
+            ("STRONGBOX_API__DATABASE__CONNECT_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    let root = api.workspace("silent").await;
+    let api_id = api.create_api(&root, "silent").await;
+    api.create_key(&root, &api_id, json!({})).await;
+
+    proxy.set(Fault::BlackHole);
+    let started = Instant::now();
+    let answer = api.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+    let took = started.elapsed();
+    strongbox_tests::assert_error(answer, 503, "DATABASE_UNAVAILABLE", "black-holed over TLS");
+    assert!(took < Duration::from_secs(5), "held for {took:?} instead of timing out");
+    proxy.set(Fault::Pass);
+    strongbox_tests::eventually(Duration::from_secs(20), "createKey to work again", || async {
+        let (status, _) = api.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    api.shutdown.cancel();
 }

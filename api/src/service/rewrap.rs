@@ -65,7 +65,8 @@ pub async fn run(
     wait: bool,
     progress: Progress<'_>,
 ) -> Result<Vec<Outcome>, RewrapError> {
-    let lock = strongbox_shared::db::connect(database).await?;
+    // The lock's session may wait for another run as long as that run takes.
+    let lock = strongbox_shared::db::connect_patient(database).await?;
     if wait {
         sql::lock(&lock, LOCK).await?;
     } else if !sql::try_lock(&lock, LOCK).await? {

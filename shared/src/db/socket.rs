@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A TCP or Unix-domain socket to Postgres.
@@ -68,23 +68,105 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// A stream that fails its reads once it has owed an answer for longer than `limit`.
+/// A stream that fails its reads once an answer it is owed has been silent for `limit`.
 ///
-/// "Owed" starts at the first write after the last read that returned bytes, and ends at the
-/// next such read. Postgres answers every message a client sends that expects one, so a server
-/// that is alive keeps the debt short; a quiet connection with nothing sent owes nothing.
+/// It reads the Postgres protocol as it passes (above TLS, so it sees messages, not records).
+/// Every message after which the server must answer with `ReadyForQuery` (the startup message,
+/// a simple `Query`, a `Sync` closing an extended query) makes one answer owed; every
+/// `ReadyForQuery` read settles one. While an answer is owed, each read that brings bytes
+/// restarts the clock, so a long result that keeps coming is never cut; `limit` of silence with
+/// an answer owed closes the stream. Nothing owed (an idle or a listening connection between
+/// its queries), nothing fires.
 pub struct Watched<S> {
     inner: S,
     limit: Option<Duration>,
-    /// Armed while an answer is owed; fires at the deadline.
+    /// Answers owed.
+    owed: u32,
+    sent: Frames,
+    received: Frames,
+    /// Armed while an answer is owed.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Watched<S> {
-    /// Wraps `inner`; `None` never times out (for sessions that wait on purpose, such as an
-    /// advisory lock behind another replica's migration).
+    /// Watches `inner`. `None` never times out: a session that waits on purpose (an advisory
+    /// lock behind another replica's migration), or the raw socket under TLS, where the TLS
+    /// stream above it is watched instead.
     pub fn new(inner: S, limit: Option<Duration>) -> Self {
-        Self { inner, limit, deadline: None }
+        Self {
+            inner,
+            limit,
+            owed: 0,
+            sent: Frames::frontend(),
+            received: Frames::backend(),
+            deadline: None,
+        }
+    }
+
+    fn arm(&mut self, cx: &mut Context<'_>) {
+        let Some(limit) = self.limit else { return };
+        let at = Instant::now() + limit;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        deadline.as_mut().reset(at);
+        // Registers this task's waker, so the deadline wakes the connection even if nothing else
+        // does; the read that follows then reports it.
+        let _ = deadline.as_mut().poll(cx);
+    }
+}
+
+/// Message boundaries of one direction of the protocol: a type byte (none for the startup
+/// message) and a four-byte length that counts itself.
+struct Frames {
+    /// The next message has no type byte (the frontend's first: the startup message).
+    untyped: bool,
+    header: [u8; 5],
+    have: usize,
+    /// Body bytes of the current message still to pass.
+    skip: usize,
+}
+
+impl Frames {
+    fn frontend() -> Self {
+        Self { untyped: true, header: [0; 5], have: 0, skip: 0 }
+    }
+
+    fn backend() -> Self {
+        Self { untyped: false, header: [0; 5], have: 0, skip: 0 }
+    }
+
+    /// Feeds `bytes`; returns how many complete messages of the kinds `wanted` accepts began
+    /// in them (`None` as the type of the untyped startup message).
+    fn feed(&mut self, mut bytes: &[u8], wanted: impl Fn(Option<u8>) -> bool) -> u32 {
+        let mut count = 0;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let size = if self.untyped { 4 } else { 5 };
+            let n = (size - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have < size {
+                break;
+            }
+            let (kind, length) = if self.untyped {
+                (None, &self.header[..4])
+            } else {
+                (Some(self.header[0]), &self.header[1..5])
+            };
+            let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+            self.skip = usize::try_from(length).unwrap_or(usize::MAX).saturating_sub(4);
+            if wanted(kind) {
+                count += 1;
+            }
+            self.untyped = false;
+            self.have = 0;
+        }
+        count
     }
 }
 
@@ -105,10 +187,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                // Bytes settle the debt; so does the end of the stream, which ends the connection.
-                this.deadline = None;
+                if this.limit.is_some() {
+                    let fresh = &buf.filled()[before..];
+                    let settled = this.received.feed(fresh, |kind| kind == Some(b'Z'));
+                    this.owed = this.owed.saturating_sub(settled);
+                    if this.owed == 0 {
+                        this.deadline = None;
+                    } else if !fresh.is_empty() {
+                        // The server is alive and sending: the clock starts again.
+                        this.arm(cx);
+                    }
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -132,14 +224,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(limit), None) = (&written, this.limit, &this.deadline)
-            && *n > 0
-        {
-            let mut deadline = Box::pin(tokio::time::sleep_until(Instant::now() + limit));
-            // Registers this task's waker, so the deadline wakes the connection even if nothing
-            // else does; the read that follows then reports it.
-            let _ = deadline.as_mut().poll(cx);
-            this.deadline = Some(deadline);
+        if let (Poll::Ready(Ok(n)), Some(_)) = (&written, this.limit) {
+            // The startup message, a simple query and a Sync each end in ReadyForQuery.
+            let asks = this.sent.feed(&buf[..*n], |kind| matches!(kind, None | Some(b'Q' | b'S')));
+            if asks > 0 {
+                if this.owed == 0 {
+                    this.arm(cx);
+                }
+                this.owed = this.owed.saturating_add(asks);
+            }
         }
         written
     }
@@ -153,14 +246,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The stream a Postgres connection runs on.
+impl<S: tokio_postgres::tls::TlsStream + Unpin> tokio_postgres::tls::TlsStream for Watched<S> {
+    fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+/// The raw socket under a connection: watched itself when the connection is plain, unwatched
+/// under TLS (the TLS stream above it is watched).
 pub type PgStream = Watched<Socket>;
 
-/// A Postgres connection (to drive on a task) on a [`PgStream`], TLS or not.
-pub type PgConnection = tokio_postgres::Connection<
-    PgStream,
-    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<PgStream>>::Stream,
->;
+type RustlsConnect =
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<PgStream>>::TlsConnect;
+type RustlsStream = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<PgStream>>::Stream;
+
+/// A Postgres connection (to drive on a task), TLS or not, watched either way.
+pub type PgConnection = tokio_postgres::Connection<PgStream, Watched<RustlsStream>>;
+
+/// The TLS connector that watches the stream it makes.
+struct WatchedTls {
+    inner: RustlsConnect,
+    limit: Option<Duration>,
+}
+
+impl tokio_postgres::tls::TlsConnect<PgStream> for WatchedTls {
+    type Stream = Watched<RustlsStream>;
+    type Error = io::Error;
+    type Future = futures_util::future::BoxFuture<'static, io::Result<Self::Stream>>;
+
+    fn connect(self, stream: PgStream) -> Self::Future {
+        let Self { inner, limit } = self;
+        Box::pin(async move {
+            let tls = tokio_postgres::tls::TlsConnect::connect(inner, stream).await?;
+            Ok(Watched::new(tls, limit))
+        })
+    }
+}
 
 /// Opens a connection as `config` says: each host in turn (each address of a name in turn),
 /// `connect_timeout` per attempt, keepalives as configured, TLS as `tls` and the SSL mode say,
@@ -177,8 +298,10 @@ pub async fn open(
     let mut last: Option<tokio_postgres::Error> = None;
     for i in 0..count {
         let port = ports.get(i).or_else(|| ports.first()).copied().unwrap_or(5432);
-        let hostname = match hosts.get(i) {
-            Some(Host::Tcp(name)) => Some(name.clone()),
+        // The name TLS checks: the host's, else the literal address (`hostaddr` alone).
+        let hostname = match (hosts.get(i), hostaddrs.get(i)) {
+            (Some(Host::Tcp(name)), _) => Some(name.clone()),
+            (_, Some(ip)) => Some(ip.to_string()),
             _ => None,
         };
         let sockets: Vec<Target> = match (hostaddrs.get(i), hosts.get(i)) {
@@ -200,13 +323,15 @@ pub async fn open(
         for target in sockets {
             let attempt = async {
                 let socket = target.connect(config).await.map_err(connect_error)?;
-                let stream = Watched::new(socket, limit);
-                let connector = tokio_postgres::tls::MakeTlsConnect::<PgStream>::make_tls_connect(
+                // Under TLS the TLS stream is watched, where messages can be read.
+                let plain = config.get_ssl_mode() == SslMode::Disable;
+                let stream = Watched::new(socket, if plain { limit } else { None });
+                let inner = tokio_postgres::tls::MakeTlsConnect::<PgStream>::make_tls_connect(
                     &mut tls,
                     hostname.as_deref().unwrap_or(""),
                 );
-                let Ok(connector) = connector;
-                config.connect_raw(stream, connector).await
+                let Ok(inner) = inner;
+                config.connect_raw(stream, WatchedTls { inner, limit }).await
             };
             let opened = match config.get_connect_timeout() {
                 Some(timeout) => match tokio::time::timeout(*timeout, attempt).await {
@@ -286,13 +411,20 @@ impl Target {
             Self::Tcp(addr) => {
                 let stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
+                let socket = socket2::SockRef::from(&stream);
                 if config.get_keepalives() {
-                    let keepalive = socket2::TcpKeepalive::new()
-                        .with_time(config.get_keepalives_idle())
-                        .with_interval(
-                            config.get_keepalives_interval().unwrap_or(Duration::from_secs(15)),
-                        );
-                    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+                    let mut keepalive =
+                        socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                    if let Some(interval) = config.get_keepalives_interval() {
+                        keepalive = keepalive.with_interval(interval);
+                    }
+                    if let Some(retries) = config.get_keepalives_retries() {
+                        keepalive = keepalive.with_retries(retries);
+                    }
+                    socket.set_tcp_keepalive(&keepalive)?;
+                }
+                if let Some(timeout) = config.get_tcp_user_timeout() {
+                    socket.set_tcp_user_timeout(Some(*timeout))?;
                 }
                 Ok(Socket::Tcp(stream))
             }
@@ -305,7 +437,9 @@ impl Target {
 /// timed-out attempt) the way it reports its own, with the I/O error as the source, hand it a
 /// stream whose first write fails with that error.
 fn connect_error(e: io::Error) -> tokio_postgres::Error {
-    let config = tokio_postgres::Config::new();
+    // A user, or tokio-postgres would look one up (and fail where the uid has no name).
+    let mut config = tokio_postgres::Config::new();
+    config.user("strongbox");
     let opened = std::pin::pin!(config.connect_raw(Failing(Some(e)), tokio_postgres::NoTls));
     let waker = std::task::Waker::noop();
     match opened.poll(&mut Context::from_waker(waker)) {
@@ -338,5 +472,77 @@ impl AsyncWrite for Failing {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A frontend message of `kind` with a body of `body` bytes.
+    fn message(kind: u8, body: usize) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&u32::try_from(body + 4).unwrap().to_be_bytes());
+        m.extend(std::iter::repeat_n(b'x', body));
+        m
+    }
+
+    #[test]
+    fn frames_count_the_messages_that_ask_for_an_answer_across_any_split() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&12_u32.to_be_bytes());
+        stream.extend_from_slice(&[0; 8]); // the startup message: no type byte
+        for (kind, body) in [(b'P', 20), (b'B', 9), (b'E', 5), (b'S', 0), (b'Q', 14), (b'p', 3)] {
+            stream.extend(message(kind, body));
+        }
+        let asks = |kind: Option<u8>| matches!(kind, None | Some(b'Q' | b'S'));
+        for chunk in [1, 2, 3, 7, 64] {
+            let mut frames = Frames::frontend();
+            let counted: u32 = stream.chunks(chunk).map(|c| frames.feed(c, asks)).sum();
+            assert_eq!(counted, 3, "chunks of {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owed_answer_that_never_comes_fails_the_read_and_an_idle_stream_never_does() {
+        let limit = Duration::from_millis(50);
+        let (ours, mut server) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, Some(limit));
+        let mut buf = [0_u8; 64];
+
+        // Nothing asked: a quiet stream is fine however long it is quiet.
+        watched.sent.untyped = false;
+        let idle = tokio::time::timeout(limit * 4, watched.read(&mut buf)).await;
+        assert!(idle.is_err(), "an idle stream must not fail: {idle:?}");
+
+        // A query answered with ReadyForQuery settles the debt, even sent in pieces.
+        watched.write_all(&message(b'Q', 8)).await.unwrap();
+        let mut answer = message(b'C', 6);
+        answer.extend(message(b'Z', 1));
+        let (head, tail) = answer.split_at(5);
+        server.write_all(head).await.unwrap();
+        assert!(watched.read(&mut buf).await.is_ok());
+        server.write_all(tail).await.unwrap();
+        while watched.owed > 0 {
+            let _read = watched.read(&mut buf).await.unwrap();
+        }
+        let idle = tokio::time::timeout(limit * 4, watched.read(&mut buf)).await;
+        assert!(idle.is_err(), "answered, the stream owes nothing: {idle:?}");
+
+        // Two asks; one answer arrives; the second never does.
+        watched.write_all(&message(b'S', 0)).await.unwrap();
+        watched.write_all(&message(b'Q', 3)).await.unwrap();
+        server.write_all(&message(b'Z', 1)).await.unwrap();
+        let mut failed = None;
+        for _ in 0..4 {
+            if let Err(e) = watched.read(&mut buf).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let error = failed.expect("the second answer is still owed");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let _ = server.read(&mut buf).await;
     }
 }
