@@ -127,9 +127,15 @@ impl Checkout {
 
     /// Runs `ops/dev` and waits until it says the stack is running.
     async fn start(&mut self) -> DevRun {
+        self.start_with(&[]).await
+    }
+
+    /// Runs `ops/dev ARGS…` and waits until it says the stack is running.
+    async fn start_with(&mut self, args: &[&str]) -> DevRun {
         let bin = strongbox_tests::process::binary("strongbox-vault");
         let mut command = Command::new(self.root().join("ops/dev"));
         command
+            .args(args)
             .current_dir(self.root())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -442,6 +448,28 @@ async fn ops_dev_gives_an_earlier_vault_db_its_owner_role() {
     let run = checkout.start().await;
     assert!(run.said("giving the vault-db its owner role"), "{}", run.output());
     assert!(!run.said("creating the vault-db cluster"), "the vault-db was kept");
+    checkout.check_stack().await;
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn ops_dev_with_shares_splits_the_key_and_unlocks_with_three_of_them() {
+    let mut checkout = Checkout::new();
+    let run = checkout.start_with(&["--fresh", "--shares"]).await;
+    let env = checkout.env_file();
+    let shares: Vec<String> = env["STRONGBOX_DEV_SHARES"].split(',').map(str::to_owned).collect();
+    assert_eq!(shares.len(), 5, "{shares:?}");
+    assert!(shares.iter().all(|s| s.starts_with("sb1-")), "{shares:?}");
+    assert!(!env.contains_key("STRONGBOX_DEV_SERVER_KEY"), "no single key in shares mode");
+    assert!(run.said(&shares[4]), "the shares are printed");
+    let kept = std::fs::read_to_string(checkout.dev().join("shares")).unwrap();
+    assert_eq!(kept.lines().collect::<Vec<_>>(), shares);
+    checkout.check_stack().await;
+    run.stop().await;
+
+    // The next start finds the vault locked and unlocks it with three of the shares.
+    let run = checkout.start().await;
+    assert!(run.said("unlocking the vault with 3 of its shares"), "unlocked by shares");
     checkout.check_stack().await;
     run.stop().await;
 }

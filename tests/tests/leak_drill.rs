@@ -267,3 +267,76 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
         (Some(key_id.as_str()), Some(key.as_str()))
     );
 }
+
+/// Under shares, the server key's place is taken by K shares: K−1 of them with both databases
+/// recover nothing, even with a forged K-th; K of them with both databases recover every key.
+#[tokio::test]
+async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers_every_key() {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    let (status, body) =
+        vault.post("operator", "/v1/sys/initialize", json!({"shares": 4, "threshold": 3})).await;
+    assert_eq!(status, 200, "{body}");
+    let shares: Vec<String> =
+        body["shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    let api = strongbox_tests::spawn_api_with_vault(&api_db, &vault, &[]).await;
+    let root = api.workspace("drill").await;
+    let api_id = api.create_api(&root, "drill").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
+    }
+    let scratch = TempDir::new("drill-shares");
+    let export = scratch.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    let (code, _, err) = run(
+        "strongbox-api",
+        &[
+            "export-encrypted",
+            "--workspace",
+            "drill",
+            "--database-url",
+            api_db.url(),
+            "--output",
+            export,
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let vault_url = vault_db.url().to_owned();
+    let recover = |stdin: String| {
+        let (url, export) = (vault_url.clone(), export.to_owned());
+        async move {
+            let args = ["recover", "--vault-db", &url, "--input", &export, "--shares-stdin"];
+            run("strongbox-vault", &args, &stdin).await
+        }
+    };
+    // Any K−1: refused before anything is tried.
+    for pair in [[0, 1], [1, 3], [2, 0]] {
+        let (code, out, err) = recover(format!("{}\n{}\n", shares[pair[0]], shares[pair[1]])).await;
+        assert_ne!(code, 0, "{pair:?}");
+        assert!(keys.iter().all(|(_, key)| !out.contains(key)), "{pair:?}: {out}");
+        assert!(err.contains("fewer shares than the threshold"), "{err}");
+    }
+    // K−1 and a share of another split in the K-th place: refused as mixed.
+    let (status, body) = spawn_vault(&TestDb::new().await, &[])
+        .await
+        .post("operator", "/v1/sys/initialize", json!({"shares": 4, "threshold": 3}))
+        .await;
+    assert_eq!(status, 200);
+    let foreign = body["shares"][0].as_str().unwrap().to_owned();
+    let (code, out, _) = recover(format!("{}\n{}\n{foreign}\n", shares[0], shares[1])).await;
+    assert_ne!(code, 0);
+    assert!(keys.iter().all(|(_, key)| !out.contains(key)), "{out}");
+    // K: every key.
+    let (code, out, err) = recover(format!("{}\n{}\n{}\n", shares[3], shares[0], shares[2])).await;
+    assert_eq!(code, 0, "{err}");
+    for (id, key) in &keys {
+        let line =
+            out.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id}: {out}"));
+        let recovered: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
+    }
+}

@@ -3,13 +3,14 @@
 use strongbox_shared::db::DatabaseConfig;
 use strongbox_tests::TestDb;
 
-const VAULT_MIGRATIONS: [&str; 6] = [
+const VAULT_MIGRATIONS: [&str; 7] = [
     "V1__create_root_record",
     "V2__create_keys",
     "V3__create_audit_log",
     "V4__create_unlock_attempts",
     "V5__key_the_audit_log",
     "V6__bind_where_keying_starts",
+    "V7__unlock_shares",
 ];
 
 async fn table_exists(db: &TestDb, table: &str) -> bool {

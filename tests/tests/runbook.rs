@@ -549,3 +549,138 @@ async fn procedure_17_verify_the_audit_log() {
     assert!(out.contains("BROKEN at entry 4") && out.contains("Entries 1-3 check out"), "{out}");
     s.all_recover_through(&s.api).await;
 }
+
+/// The shares a CLI printed, in order.
+fn printed_shares(out: &str) -> Vec<String> {
+    out.lines().map(str::trim).filter(|l| l.starts_with("sb1-")).map(str::to_owned).collect()
+}
+
+/// A stack whose vault was initialized by the CLI with 3-of-5 shares; returns the shares.
+async fn shares_stack() -> (Stack, Vec<String>) {
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &[]).await;
+    let mut s = Stack {
+        api: strongbox_tests::spawn_api(&api_db, &[]).await,
+        vault,
+        root: String::new(),
+        api_db,
+        vault_db,
+        keys: Vec::new(),
+    };
+    let (code, out, err) =
+        s.cli("strongbox-vault", &["initialize", "--shares", "5", "--threshold", "3"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("shown once") && out.contains("Any 3 of them unlock"), "{out}");
+    let shares = printed_shares(&out);
+    assert_eq!(shares.len(), 5, "{out}");
+    let (code, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(code == 0 && out.contains("seal:         shares (3 needed)"), "{out}");
+    s.api = spawn_api_with_vault(&s.api_db, &s.vault, &[]).await;
+    s.root = s.api.workspace("acme").await;
+    let api_id = s.api.create_api(&s.root, "shares").await;
+    s.api.ok(&s.root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    for _ in 0..4 {
+        s.keys.push(s.api.create_key(&s.root, &api_id, json!({"recoverable": true})).await);
+    }
+    (s, shares)
+}
+
+impl Stack {
+    /// Gives `share` to the replica at `url` as one holder would.
+    async fn give_share(&self, url: &str, share: &str) -> (i32, String, String) {
+        self.cli_at(url, "strongbox-vault", &["unlock", "--share-stdin"], &format!("{share}\n"))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn procedure_18_and_19_initialize_with_shares_and_unlock_each_replica_with_them() {
+    let (s, shares) = shares_stack().await;
+    let b = spawn_vault_with(&s.vault_db, s.vault.pki.clone(), &[]).await;
+    s.cli("strongbox-vault", &["lock"], "").await;
+    // Three holders, one after another, on replica a.
+    let (code, out, err) = s.give_share(&s.vault.url, &shares[3]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Share accepted: 1 of 3"), "{out}");
+    let (code, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(code == 2 && out.contains("progress:     1 given on this replica"), "{out}");
+    assert!(s.give_share(&s.vault.url, &shares[0]).await.1.contains("2 of 3"));
+    let (code, out, err) = s.give_share(&s.vault.url, &shares[1]).await;
+    assert!(code == 0 && out.contains("Unlocked."), "{out}{err}");
+    s.all_recover_through(&s.api).await;
+    // Replica b needs its own three: progress is per replica.
+    assert_eq!(s.cli_at(&b.url, "strongbox-vault", &["status"], "").await.0, 2);
+    for share in [&shares[4], &shares[2]] {
+        assert_eq!(s.give_share(&b.url, share).await.0, 0);
+    }
+    let (code, out, _) =
+        s.cli_at(&b.url, "strongbox-vault", &["unlock", "--reset-shares"], "").await;
+    assert!(code == 0 && out.contains("discarded"), "{out}");
+    for share in [&shares[4], &shares[2], &shares[0]] {
+        assert_eq!(s.give_share(&b.url, share).await.0, 0);
+    }
+    assert_eq!(s.cli_at(&b.url, "strongbox-vault", &["status"], "").await.0, 0, "b unlocked");
+    let api_b = spawn_api_with_vault(&s.api_db, &b, &[]).await;
+    s.all_recover_through(&api_b).await;
+    // A mistyped share is refused with a reason and does not count.
+    s.cli_at(&b.url, "strongbox-vault", &["lock"], "").await;
+    let typo = shares[0].replacen('-', "-9", 1);
+    let (code, _, err) = s.give_share(&b.url, &typo).await;
+    assert!(code == 1 && err.contains("INVALID_SHARE"), "{err}");
+}
+
+#[tokio::test]
+async fn procedure_20_hand_over_by_rekeying_to_new_shares() {
+    let (s, shares) = shares_stack().await;
+    let current = format!("{}\n{}\n{}\n", shares[0], shares[2], shares[4]);
+    let (code, out, err) = s
+        .cli(
+            "strongbox-vault",
+            &["rekey", "--shares-stdin", "--new-shares", "3", "--new-threshold", "2"],
+            &current,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Server key changed and split"), "{out}");
+    let new = printed_shares(&out);
+    assert_eq!(new.len(), 3, "{out}");
+    s.all_recover_through(&s.api).await;
+    s.cli("strongbox-vault", &["lock"], "").await;
+    let (code, _, err) = s.give_share(&s.vault.url, &shares[1]).await;
+    assert!(code == 1 && err.contains("INVALID_SHARE"), "the old split is dead: {err}");
+    assert_eq!(s.give_share(&s.vault.url, &new[2]).await.0, 0);
+    let (code, out, _) = s.give_share(&s.vault.url, &new[0]).await;
+    assert!(code == 0 && out.contains("Unlocked."), "{out}");
+    s.all_recover_through(&s.api).await;
+}
+
+#[tokio::test]
+async fn procedure_21_lost_shares_with_enough_left_and_with_too_few() {
+    let (s, shares) = shares_stack().await;
+    // Two shares are lost; three are left: still enough to re-split, which retires the lost ones.
+    let left = format!("{}\n{}\n{}\n", shares[1], shares[3], shares[4]);
+    let (code, out, err) = s
+        .cli(
+            "strongbox-vault",
+            &["rekey", "--shares-stdin", "--new-shares", "5", "--new-threshold", "3"],
+            &left,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let fresh = printed_shares(&out);
+    s.all_recover_through(&s.api).await;
+    // Later, three of the fresh five are lost: two are left, below the threshold. No unlock is
+    // possible: two shares and any third one (a lost share's guess) never open the root.
+    s.cli("strongbox-vault", &["lock"], "").await;
+    assert_eq!(s.give_share(&s.vault.url, &fresh[0]).await.0, 0);
+    assert_eq!(s.give_share(&s.vault.url, &fresh[1]).await.0, 0);
+    let (code, _, err) = s.give_share(&s.vault.url, &shares[0]).await;
+    assert!(code == 1 && err.contains("INVALID_SHARE"), "an old share does not fit: {err}");
+    let (code, out, _) = s.cli("strongbox-vault", &["status"], "").await;
+    assert!(code == 2 && out.contains("progress:     2"), "{out}");
+    // The recoverable keys are lost with the vault; verification is not affected.
+    let (status, body) =
+        s.api.call(&s.root, "keys.getKey", json!({"keyId": s.keys[0].0, "decrypt": true})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("VAULT_LOCKED")), "{body}");
+    assert_eq!(s.api.verify(&s.root, &s.keys[0].1, json!({})).await["valid"], true);
+}

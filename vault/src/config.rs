@@ -177,6 +177,14 @@ pub struct UnlockConfig {
     /// Logs a warning when used.
     #[serde(default)]
     pub auto_unlock_key_file: Option<PathBuf>,
+    /// Shares mode: how long shares given towards an unlock are kept, in seconds, before the
+    /// progress is discarded.
+    #[serde(default = "default_share_progress_ttl")]
+    pub share_progress_ttl_seconds: u64,
+}
+
+fn default_share_progress_ttl() -> u64 {
+    600
 }
 
 fn default_free_failures() -> u32 {
@@ -193,6 +201,7 @@ impl Default for UnlockConfig {
             free_failures: default_free_failures(),
             max_delay_seconds: default_max_delay(),
             auto_unlock_key_file: None,
+            share_progress_ttl_seconds: default_share_progress_ttl(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub enum VaultError {
     /// The body is not the JSON this route takes.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A share that fails its checksum or belongs to another split; never counted.
+    #[error("{0}")]
+    InvalidShare(String),
     /// A keyring name outside `[A-Za-z0-9_-]{{1,64}}`.
     #[error("keyring names are 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")]
     InvalidKeyring,

@@ -21,6 +21,33 @@ pub struct RootRow {
     pub salt: Vec<u8>,
     /// The root key sealed under the unlock key.
     pub sealed_root: Vec<u8>,
+    /// How the server key is held.
+    pub seal: Seal,
+}
+
+/// How the server key is held: one secret, or split into shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seal {
+    /// One server key an operator holds.
+    Key,
+    /// Split into `shares` shares, any `threshold` of which rebuild it.
+    Shares {
+        /// N.
+        shares: u8,
+        /// K.
+        threshold: u8,
+    },
+}
+
+impl Seal {
+    fn columns(self) -> (Option<i16>, Option<i16>) {
+        match self {
+            Self::Key => (None, None),
+            Self::Shares { shares, threshold } => {
+                (Some(i16::from(shares)), Some(i16::from(threshold)))
+            }
+        }
+    }
 }
 
 fn to_u32(value: i32) -> u32 {
@@ -42,11 +69,18 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
         },
         salt: row.get("salt"),
         sealed_root: row.get("sealed_root"),
+        seal: match (row.get::<_, Option<i16>>("shares"), row.get::<_, Option<i16>>("threshold")) {
+            (Some(n), Some(k)) => Seal::Shares {
+                shares: u8::try_from(n).unwrap_or(0),
+                threshold: u8::try_from(k).unwrap_or(0),
+            },
+            _ => Seal::Key,
+        },
     }
 }
 
-const ROOT_COLUMNS: &str =
-    "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, sealed_root";
+const ROOT_COLUMNS: &str = "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, \
+                            sealed_root, shares, threshold";
 
 /// The root record, if the vault is initialized.
 pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
@@ -76,11 +110,12 @@ pub async fn insert_root(
     c: &impl GenericClient,
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
+    let (shares, threshold) = root.seal.columns();
     let n = c
         .execute(
             "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
-             argon2_p, salt, sealed_root) VALUES (1, $1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (id) DO NOTHING",
+             argon2_p, salt, sealed_root, shares, threshold) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             &[
                 &root.generation,
                 &root.root_version,
@@ -89,6 +124,8 @@ pub async fn insert_root(
                 &to_i32(root.params.p),
                 &root.salt,
                 &root.sealed_root,
+                &shares,
+                &threshold,
             ],
         )
         .await?;
@@ -102,11 +139,12 @@ pub async fn replace_root(
     expected_generation: i64,
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
+    let (shares, threshold) = root.seal.columns();
     let n = c
         .execute(
             "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
-             argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, updated_at = now() \
-             WHERE generation = $1",
+             argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, shares = $9, \
+             threshold = $10, updated_at = now() WHERE generation = $1",
             &[
                 &expected_generation,
                 &root.generation,
@@ -116,6 +154,8 @@ pub async fn replace_root(
                 &to_i32(root.params.p),
                 &root.salt,
                 &root.sealed_root,
+                &shares,
+                &threshold,
             ],
         )
         .await?;

@@ -87,20 +87,38 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
         /// Generate a random 256-bit server key and print it once.
-        #[arg(long, conflicts_with = "key_stdin")]
+        #[arg(long, conflicts_with_all = ["key_stdin", "shares"])]
         generate: bool,
         /// Read the server key from the first line of stdin instead of a prompt.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shares")]
         key_stdin: bool,
+        /// Split a generated server key into N shares (2-16), printed once; nobody holds the
+        /// whole key. Needs --threshold.
+        #[arg(long, requires = "threshold", value_name = "N")]
+        shares: Option<u8>,
+        /// With --shares: how many shares unlock (2-N).
+        #[arg(long, requires = "shares", value_name = "K")]
+        threshold: Option<u8>,
     },
-    /// Unlock this replica with the server key (needed after every start).
+    /// Unlock this replica with the server key (needed after every start), or give it one
+    /// share of a split key.
     Unlock {
         /// How to reach the vault.
         #[command(flatten)]
         connection: Connection,
         /// Read the server key from the first line of stdin instead of a prompt.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["share", "share_stdin", "reset_shares"])]
         key_stdin: bool,
+        /// Give one share, asked for without echo. Repeat (by any holder) until the threshold
+        /// is reached.
+        #[arg(long, conflicts_with_all = ["share_stdin", "reset_shares"])]
+        share: bool,
+        /// Give one share, read from the first line of stdin.
+        #[arg(long, conflicts_with = "reset_shares")]
+        share_stdin: bool,
+        /// Discard the shares given so far on this replica.
+        #[arg(long)]
+        reset_shares: bool,
     },
     /// Lock this replica now: its keys are dropped from memory.
     Lock(#[command(flatten)] Connection),
@@ -110,8 +128,18 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
         /// Read the current key, then the new key, from the first two lines of stdin.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shares_stdin")]
         key_stdin: bool,
+        /// The current key is held in shares: read a complete set from stdin, one per line
+        /// (without it, each is asked for without echo).
+        #[arg(long)]
+        shares_stdin: bool,
+        /// Split the new server key into N shares (2-16), printed once. Needs --new-threshold.
+        #[arg(long, requires = "new_threshold", value_name = "N")]
+        new_shares: Option<u8>,
+        /// With --new-shares: how many shares unlock (2-N).
+        #[arg(long, requires = "new_shares", value_name = "K")]
+        new_threshold: Option<u8>,
     },
     /// Add a KEK version; new DEKs are wrapped under it.
     Rotate(#[command(flatten)] Connection),
@@ -130,8 +158,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// Read the server key from the first line of stdin instead of a prompt.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shares_stdin")]
         key_stdin: bool,
+        /// The server key is held in shares: read them from stdin, one per line, to the end.
+        #[arg(long)]
+        shares_stdin: bool,
     },
     /// The audit log.
     Audit {
@@ -304,9 +335,13 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Recover { vault_db, input, output, key_stdin } => {
+            Command::Recover { vault_db, input, output, key_stdin, shares_stdin } => {
                 crate::recover::check_input(&input)?;
-                let key = operator::existing_key(key_stdin, "Server key: ")?;
+                let key = if shares_stdin {
+                    operator::key_from_stdin_shares()?
+                } else {
+                    operator::existing_key(key_stdin, "Server key: ")?
+                };
                 let reader = std::io::BufReader::new(
                     std::fs::File::open(&input)
                         .with_context(|| format!("opening {}", input.display()))?,

@@ -18,18 +18,33 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(c) => {
             let status = VaultClient::new(&c)?.get("/v1/sys/status").await?;
             print(&c, &status, |s| {
-                format!(
+                let mut text = format!(
                     "initialized:  {}\nunlocked:     {}\nstate:        {}\nroot version: {}\nkek version:  {}",
                     s["initialized"],
                     s["unlocked"],
                     s["state"].as_str().unwrap_or("?"),
                     s["root_version"],
                     s["kek_version"]
-                )
+                );
+                if s["seal"] == "shares" {
+                    text.push_str(&format!(
+                        "\nseal:         shares ({} needed)\nprogress:     {} given on this replica",
+                        s["threshold"], s["progress"]
+                    ));
+                }
+                text
             });
             Ok(if status["unlocked"] == true { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
-        Command::Initialize { connection, generate, key_stdin } => {
+        Command::Initialize { connection, shares: Some(n), threshold: Some(k), .. } => {
+            let client = VaultClient::new(&connection)?;
+            let answer = client
+                .post("/v1/sys/initialize", Some(&json!({"shares": n, "threshold": k})))
+                .await?;
+            print_shares(&connection, &answer, k, "The vault is initialized and unlocked.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Initialize { connection, generate, key_stdin, .. } => {
             let client = VaultClient::new(&connection)?;
             let key = if generate { generated_key()? } else { new_key(key_stdin)? };
             client.post("/v1/sys/initialize", Some(&json!({"key": key.expose_secret()}))).await?;
@@ -53,7 +68,31 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Unlock { connection, key_stdin } => {
+        Command::Unlock { connection, reset_shares: true, .. } => {
+            let client = VaultClient::new(&connection)?;
+            let answer = client.post("/v1/sys/unlock", Some(&json!({"reset": true}))).await?;
+            print(&connection, &answer, |_| "The shares given so far are discarded.".to_owned());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unlock { connection, share, share_stdin, .. } if share || share_stdin => {
+            let client = VaultClient::new(&connection)?;
+            let text = existing_share(share_stdin, "Share: ")?;
+            let answer = client
+                .post("/v1/sys/unlock", Some(&json!({"share": text.expose_secret()})))
+                .await?;
+            print(&connection, &answer, |a| {
+                if a["unlocked"] == true {
+                    "Unlocked.".to_owned()
+                } else {
+                    format!(
+                        "Share accepted: {} of {}. The next holder gives theirs on this same replica.",
+                        a["progress"], a["threshold"]
+                    )
+                }
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unlock { connection, key_stdin, .. } => {
             let client = VaultClient::new(&connection)?;
             let key = existing_key(key_stdin, "Server key: ")?;
             client.post("/v1/sys/unlock", Some(&json!({"key": key.expose_secret()}))).await?;
@@ -69,26 +108,69 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rekey { connection, key_stdin } => {
+        Command::Rekey { connection, key_stdin, shares_stdin, new_shares, new_threshold } => {
             let client = VaultClient::new(&connection)?;
-            let (current, new) = if key_stdin {
-                let mut lines = std::io::stdin().lock().lines();
-                let current =
-                    lines.next().context("stdin: expected the current key on line 1")??;
-                let new = lines.next().context("stdin: expected the new key on line 2")??;
-                (SecretString::from(current), SecretString::from(new))
+            let status = client.get("/v1/sys/status").await?;
+            let mut body = serde_json::Map::new();
+            let mut stdin = std::io::stdin().lock().lines();
+            if status["seal"] == "shares" {
+                let needed = status["threshold"].as_u64().unwrap_or(0);
+                let mut given = Vec::new();
+                for i in 1..=needed {
+                    let text = if shares_stdin {
+                        let line = stdin.next().with_context(|| {
+                            format!("stdin: expected {needed} shares, one per line; got {}", i - 1)
+                        })??;
+                        SecretString::from(line.trim().to_owned())
+                    } else {
+                        existing_share(false, &format!("Current share {i} of {needed}: "))?
+                    };
+                    given.push(Value::String(text.expose_secret().to_owned()));
+                }
+                body.insert("shares".to_owned(), Value::Array(given));
             } else {
-                (existing_key(false, "Current server key: ")?, new_key(false)?)
-            };
-            check_length(&new)?;
-            client
-                .post("/v1/sys/rekey", Some(&json!({"current_key": current.expose_secret(), "new_key": new.expose_secret()})))
-                .await?;
-            done(
-                &connection,
-                json!({"rekeyed": true}),
-                "Server key changed. Unlock with the new key from now on, on every replica.",
-            );
+                let current = if key_stdin {
+                    let line =
+                        stdin.next().context("stdin: expected the current key on line 1")??;
+                    SecretString::from(line)
+                } else {
+                    existing_key(false, "Current server key: ")?
+                };
+                body.insert("current_key".to_owned(), json!(current.expose_secret()));
+            }
+            match (new_shares, new_threshold) {
+                (Some(n), Some(k)) => {
+                    body.insert("new_shares".to_owned(), json!(n));
+                    body.insert("new_threshold".to_owned(), json!(k));
+                }
+                _ => {
+                    let new = if key_stdin {
+                        let line =
+                            stdin.next().context("stdin: expected the new key on line 2")??;
+                        SecretString::from(line)
+                    } else {
+                        new_key(false)?
+                    };
+                    check_length(&new)?;
+                    body.insert("new_key".to_owned(), json!(new.expose_secret()));
+                }
+            }
+            let answer = client.post("/v1/sys/rekey", Some(&Value::Object(body))).await?;
+            if answer.get("shares").is_some() {
+                let k = new_threshold.unwrap_or(0);
+                print_shares(
+                    &connection,
+                    &answer,
+                    k,
+                    "Server key changed and split. Unlock with the new shares from now on, on every replica.",
+                );
+            } else {
+                done(
+                    &connection,
+                    json!({"rekeyed": true}),
+                    "Server key changed. Unlock with the new key from now on, on every replica.",
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Rotate(c) => {
@@ -254,6 +336,52 @@ pub(super) fn existing_key(from_stdin: bool, prompt: &str) -> anyhow::Result<Sec
     let key = rpassword::prompt_password(prompt)
         .context("reading the key (no terminal? use --key-stdin)")?;
     Ok(SecretString::from(key))
+}
+
+/// The server key that the shares on stdin (one per line, to the end) rebuild, offline.
+pub(super) fn key_from_stdin_shares() -> anyhow::Result<SecretString> {
+    use crate::crypto::shares::{self, Share};
+    let mut given: Vec<Share> = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = zeroize::Zeroizing::new(line.context("reading shares from stdin")?);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let share = Share::decode(&line).map_err(|e| anyhow::anyhow!("a share on stdin: {e}"))?;
+        if !given.iter().any(|g| g.index == share.index) {
+            given.push(share);
+        }
+    }
+    let secret = shares::combine(&given).map_err(|e| anyhow::anyhow!("the shares: {e}"))?;
+    Ok(shares::server_key(&secret))
+}
+
+/// One share, from stdin or asked for without echo.
+fn existing_share(from_stdin: bool, prompt: &str) -> anyhow::Result<SecretString> {
+    if from_stdin {
+        return read_stdin_line();
+    }
+    let text = rpassword::prompt_password(prompt)
+        .context("reading the share (no terminal? use --share-stdin)")?;
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+/// Prints the shares of a split once, with what to do with them.
+fn print_shares(connection: &Connection, answer: &Value, threshold: u8, headline: &str) {
+    print(connection, answer, |a| {
+        let shares = a["shares"].as_array().cloned().unwrap_or_default();
+        let mut text = format!(
+            "{headline}\n\n{} shares (shown once; give each to a different holder now). Any {threshold} of them unlock; fewer reveal nothing:\n",
+            shares.len()
+        );
+        for share in &shares {
+            text.push_str(&format!("\n    {}", share.as_str().unwrap_or_default()));
+        }
+        text.push_str(&format!(
+            "\n\nWith fewer than {threshold} shares left, the vault cannot be unlocked and recoverable keys are lost."
+        ));
+        text
+    });
 }
 
 /// A new key, asked twice on a terminal.

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod hierarchy;
 #[cfg(test)]
 mod properties;
+pub mod shares;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;

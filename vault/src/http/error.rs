@@ -23,6 +23,7 @@ pub fn status_and_code(error: &VaultError) -> (StatusCode, &'static str) {
         E::WeakKey { .. } => (StatusCode::BAD_REQUEST, "WEAK_KEY"),
         E::Forbidden { .. } => (StatusCode::FORBIDDEN, "FORBIDDEN"),
         E::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
+        E::InvalidShare(_) => (StatusCode::BAD_REQUEST, "INVALID_SHARE"),
         E::InvalidKeyring => (StatusCode::BAD_REQUEST, "INVALID_KEYRING"),
         E::InvalidContext { .. } => (StatusCode::BAD_REQUEST, "INVALID_CONTEXT"),
         E::InvalidPlaintext { .. } => (StatusCode::BAD_REQUEST, "INVALID_PLAINTEXT"),

@@ -10,7 +10,28 @@ use super::{State, UnlockMaterial, UnlockedKeys, Vault};
 use crate::crypto::SecretKey;
 use crate::crypto::hierarchy;
 use crate::error::VaultError;
-use crate::store::{self, KekRow, RootRow};
+use crate::store::{self, KekRow, RootRow, Seal};
+
+/// The current server key, as an operator presents it.
+pub enum Presented {
+    /// One key.
+    Key(SecretString),
+    /// A complete set of shares, printed.
+    Shares(Vec<SecretString>),
+}
+
+/// What the server key becomes.
+pub enum NewKey {
+    /// One key the operator chose.
+    Key(SecretString),
+    /// A fresh key split into `shares`, `threshold` of which rebuild it.
+    Shares {
+        /// N.
+        shares: u8,
+        /// K.
+        threshold: u8,
+    },
+}
 
 /// Shortest server key an operator may choose.
 pub const MIN_KEY_CHARS: usize = 16;
@@ -30,6 +51,12 @@ pub struct Status {
     pub kek_version: Option<i32>,
     /// Argon2 parameters of the stored root record (when initialized).
     pub argon2: Option<hierarchy::Argon2Params>,
+    /// How the server key is held: `key` (one secret) or `shares` (k-of-n), when initialized.
+    pub seal: Option<&'static str>,
+    /// Shares mode: shares an unlock needs.
+    pub threshold: Option<u8>,
+    /// Shares mode: shares given on this replica towards the next unlock.
+    pub progress: Option<u8>,
 }
 
 fn check_strength(key: &SecretString) -> Result<(), VaultError> {
@@ -67,12 +94,40 @@ impl Vault {
             root_version: root.as_ref().map(|r| r.root_version),
             kek_version,
             argon2: root.as_ref().map(|r| r.params),
+            seal: root.as_ref().map(|r| match r.seal {
+                Seal::Key => "key",
+                Seal::Shares { .. } => "shares",
+            }),
+            threshold: match root.as_ref().map(|r| r.seal) {
+                Some(Seal::Shares { threshold, .. }) => Some(threshold),
+                _ => None,
+            },
+            progress: match root.as_ref().map(|r| r.seal) {
+                Some(Seal::Shares { .. }) => Some(self.share_progress()),
+                _ => None,
+            },
         })
     }
 
     /// Creates the root record and KEK 1 under `key`, leaving this replica unlocked.
     pub async fn initialize(&self, key: SecretString) -> Result<(), VaultError> {
         check_strength(&key)?;
+        self.initialize_sealed(key, Seal::Key).await
+    }
+
+    /// Initializes under a fresh server key split into `shares` shares, `threshold` of which
+    /// unlock; returns the shares, printed. They are shown once and kept nowhere.
+    pub async fn initialize_shares(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> Result<Vec<zeroize::Zeroizing<String>>, VaultError> {
+        let (key, seal, printed) = super::shares::new_split(shares, threshold)?;
+        self.initialize_sealed(key, seal).await?;
+        Ok(printed)
+    }
+
+    async fn initialize_sealed(&self, key: SecretString, seal: Seal) -> Result<(), VaultError> {
         let params = self.settings.unlock.argon2;
         let salt = hierarchy::new_salt()?.to_vec();
         let unlock = self.derive(key, params, salt.clone()).await?;
@@ -83,6 +138,7 @@ impl Vault {
             params,
             sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
             salt: salt.clone(),
+            seal,
         };
         let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
         let kek = SecretKey::generate()?;
@@ -132,7 +188,29 @@ impl Vault {
         identity: &str,
         ip: IpAddr,
     ) -> Result<(), VaultError> {
-        let (record, unlock, root) = self.open_root_with(key, identity, ip).await?;
+        self.unlock_as(key, identity, ip, true).await
+    }
+
+    /// Unlocks with `key` whatever the seal (shares mode passes the key the shares rebuilt).
+    pub(super) async fn unlock_with(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<(), VaultError> {
+        self.unlock_as(key, identity, ip, false).await
+    }
+
+    /// `typed`: the key came from an operator as one key, which a vault held in shares refuses
+    /// (after the attempt is counted, like any other refusal of the key).
+    async fn unlock_as(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+        typed: bool,
+    ) -> Result<(), VaultError> {
+        let (record, unlock, root) = self.open_root_as(key, identity, ip, typed).await?;
         let keys = UnlockedKeys::new(
             &root,
             record.root_version,
@@ -159,6 +237,16 @@ impl Vault {
         identity: &str,
         ip: IpAddr,
     ) -> Result<(RootRow, SecretKey, SecretKey), VaultError> {
+        self.open_root_as(key, identity, ip, false).await
+    }
+
+    async fn open_root_as(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+        typed: bool,
+    ) -> Result<(RootRow, SecretKey, SecretKey), VaultError> {
         let refused = |reason: &'static str| {
             metrics::counter!("strongbox_vault_unlock_failures_total", "reason" => reason)
                 .increment(1);
@@ -175,7 +263,7 @@ impl Vault {
         };
         // The attempt is counted; whatever happens next, it ends (right key: forgotten), if
         // need be when `attempt` is dropped.
-        let opened = self.evaluate(key).await;
+        let opened = self.evaluate(key, typed).await;
         match opened {
             Ok(opened) => {
                 let forgotten = match self.pool.get().await {
@@ -204,11 +292,17 @@ impl Vault {
     async fn evaluate(
         &self,
         key: SecretString,
+        typed: bool,
     ) -> Result<(RootRow, SecretKey, SecretKey), VaultError> {
         let record = {
             let client = self.pool.get().await?;
             store::root(&client).await?.ok_or(VaultError::NotInitialized)?
         };
+        if let (true, Seal::Shares { threshold, .. }) = (typed, record.seal) {
+            return Err(VaultError::InvalidRequest(format!(
+                "this vault unlocks with {threshold} shares: send {{\"share\"}} once per share"
+            )));
+        }
         let unlock = self.derive(key, record.params, record.salt.clone()).await?;
         match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
             Ok(root) => Ok((record, unlock, root)),
@@ -230,15 +324,47 @@ impl Vault {
 
     /// Changes the server key: re-seals the root key under a new unlock key, in one
     /// compare-and-swap of the root record. Nothing else changes, so there is no partial state.
+    /// The current key is given as it is held (one key, or a complete set of shares); the new
+    /// one may be held either way, so rekey also moves between one key and shares. Returns the
+    /// new shares when the new key is split.
     pub async fn rekey(
         &self,
-        current: SecretString,
-        new: SecretString,
+        current: Presented,
+        new: NewKey,
         identity: &str,
         ip: IpAddr,
-    ) -> Result<(), VaultError> {
+    ) -> Result<Option<Vec<zeroize::Zeroizing<String>>>, VaultError> {
         self.keys()?;
-        check_strength(&new)?;
+        let stored = {
+            let client = self.pool.get().await?;
+            store::root(&client).await?.ok_or(VaultError::NotInitialized)?.seal
+        };
+        let current = match (current, stored) {
+            (Presented::Key(key), Seal::Key) => key,
+            (Presented::Shares(given), Seal::Shares { threshold, .. }) => {
+                super::shares::key_from(&given, threshold)?
+            }
+            (Presented::Key(_), Seal::Shares { .. }) => {
+                return Err(VaultError::InvalidRequest(
+                    "this vault's key is held in shares: give them as \"shares\"".to_owned(),
+                ));
+            }
+            (Presented::Shares(_), Seal::Key) => {
+                return Err(VaultError::InvalidRequest(
+                    "this vault's key is one secret: give it as \"current_key\"".to_owned(),
+                ));
+            }
+        };
+        let (new, seal, printed) = match new {
+            NewKey::Key(key) => {
+                check_strength(&key)?;
+                (key, Seal::Key, None)
+            }
+            NewKey::Shares { shares, threshold } => {
+                let (key, seal, printed) = super::shares::new_split(shares, threshold)?;
+                (key, seal, Some(printed))
+            }
+        };
         let (record, _, root) = self.open_root_with(current, identity, ip).await?;
         let params = self.settings.unlock.argon2;
         let salt = hierarchy::new_salt()?.to_vec();
@@ -249,6 +375,7 @@ impl Vault {
             params,
             sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
             salt: salt.clone(),
+            seal,
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -270,7 +397,7 @@ impl Vault {
         .with_loaded_audit_key(audit);
         self.set_state(State::Unlocked(Arc::new(keys)));
         tracing::info!(identity, generation = replacement.generation, "server key changed");
-        Ok(())
+        Ok(printed)
     }
 
     /// Adds a KEK version; new DEKs are wrapped under it. Concurrent rotations produce one new
@@ -365,6 +492,7 @@ impl Vault {
             params,
             sealed_root: hierarchy::seal_root(&unlock_key, params, &salt, &new_root)?,
             salt: salt.clone(),
+            seal: record.seal,
         };
         if !store::replace_root(&tx, record.generation, &replacement).await? {
             return Err(VaultError::Conflict("the root record changed; retry".to_owned()));

@@ -10,6 +10,7 @@ pub mod data;
 pub mod keyrings;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod shares;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -228,6 +229,8 @@ pub struct Vault {
     /// The audit key, from this replica's first unlock on (kept across a lock), shared with the
     /// audit log's writer.
     audit_key: crate::audit::AuditKey,
+    /// Shares given towards an unlock, on this replica only.
+    progress: std::sync::Mutex<Option<shares::Progress>>,
 }
 
 impl Vault {
@@ -250,6 +253,7 @@ impl Vault {
             throttle,
             audit,
             audit_key,
+            progress: std::sync::Mutex::new(None),
         }))
     }
 
