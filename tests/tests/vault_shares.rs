@@ -93,29 +93,89 @@ async fn shares_unlock_one_at_a_time_and_a_bad_share_never_counts() {
     assert_eq!(status, 403);
 }
 
+/// A well-formed share of `real`'s split (same id, threshold and number format) whose bytes are
+/// made up: it passes every check but the root record's authentication.
+fn forged(real: &str, index: u8) -> String {
+    use strongbox_vault::crypto::shares::Share;
+    let real = Share::decode(real).unwrap();
+    let mut y = [0_u8; 32];
+    getrandom::fill(&mut y).unwrap();
+    Share::new(real.set, real.threshold, index, y).encode().to_string()
+}
+
 #[tokio::test]
 async fn a_wrong_complete_set_is_refused_discarded_and_throttled() {
     let db = TestDb::new().await;
-    let (vault, _) =
+    let (vault, shares) =
         shares_vault(&db, 3, 2, &[("STRONGBOX_VAULT__UNLOCK__FREE_FAILURES", "1")]).await;
-    // A 2-of-3 split of another vault: well-formed shares that rebuild the wrong key.
+    // A share of another vault's split is refused before it counts.
     let other_db = TestDb::new().await;
     let (_other, foreign) = shares_vault(&other_db, 3, 2, &[]).await;
     lock(&vault).await;
+    let (status, body) = share(&vault, &foreign[0]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_SHARE")), "{body}");
+    assert_eq!(vault.status().await["progress"], 0);
 
-    progress(share(&vault, &foreign[0]).await, false, 1, "a foreign share looks fine alone");
-    let (status, body) = share(&vault, &foreign[1]).await;
+    // A real share and a forged one of the right split: a complete set that opens nothing.
+    progress(share(&vault, &shares[0]).await, false, 1, "a real share");
+    let (status, body) = share(&vault, &forged(&shares[0], 3)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("WRONG_KEY")), "{body}");
     assert_eq!(vault.status().await["progress"], 0, "a wrong set discards the progress");
-    // It counted as a wrong key: the next complete set must wait.
-    progress(share(&vault, &foreign[0]).await, false, 1, "");
-    let (status, body) = share(&vault, &foreign[2]).await;
+    // It counted as a wrong key: the next complete set must wait, and is kept for the retry.
+    progress(share(&vault, &shares[0]).await, false, 1, "");
+    let (status, body) = share(&vault, &shares[1]).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (429, Some("TOO_MANY_ATTEMPTS")),
         "{body}"
     );
     assert_eq!(vault.status().await["unlocked"], false);
+    assert_eq!(vault.status().await["progress"], 2, "a set the throttle did not judge is kept");
+}
+
+#[tokio::test]
+async fn share_unlocks_on_a_fresh_replica_keep_the_audit_chain_verifiable() {
+    use tokio::io::AsyncWriteExt as _;
+    let db = TestDb::new().await;
+    let (a, shares) = shares_vault(&db, 3, 2, &[]).await;
+    a.encrypt("ws_audit_shares", &["keyed"]).await;
+    // A replica that was never unlocked holds no audit key: what it answers before the unlock
+    // is chained with plain hashes.
+    let b = spawn_vault_with(&db, a.pki.clone(), &[]).await;
+    progress(share(&b, &shares[2]).await, false, 1, "");
+    progress(b.post("operator", "/v1/sys/unlock", json!({"reset": true})).await, false, 0, "");
+    progress(share(&b, &shares[2]).await, false, 1, "");
+    progress(share(&b, &shares[0]).await, true, 0, "");
+    b.encrypt("ws_audit_shares", &["after"]).await;
+    let mut child =
+        tokio::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
+            .args([
+                "audit",
+                "verify",
+                "--output",
+                "json",
+                "--shares-stdin",
+                "--database-url",
+                db.url(),
+            ])
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{}\n{}\n", shares[1], shares[0]).as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|_| panic!("{stdout} / {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        (out.status.code(), verdict["result"].as_str()),
+        (Some(0), Some("intact")),
+        "{verdict}"
+    );
 }
 
 #[tokio::test]

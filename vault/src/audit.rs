@@ -54,6 +54,9 @@ pub struct Note {
     pub keyring: Option<String>,
     /// How many items it carried.
     pub items: Option<i32>,
+    /// A word the audit action gets after its route: which kind of call it was, where the
+    /// route serves several (`share`, `reset` on `/v1/sys/unlock`).
+    pub detail: Option<&'static str>,
 }
 
 tokio::task_local! {
@@ -66,6 +69,13 @@ pub fn note(keyring: &str, items: usize) {
         let mut n = n.lock().unwrap_or_else(|e| e.into_inner());
         n.keyring = Some(keyring.to_owned());
         n.items = Some(i32::try_from(items).unwrap_or(i32::MAX));
+    });
+}
+
+/// Records which kind of call is being served, where one route serves several.
+pub fn note_detail(detail: &'static str) {
+    let _outside_a_call = NOTE.try_with(|n| {
+        n.lock().unwrap_or_else(|e| e.into_inner()).detail = Some(detail);
     });
 }
 
@@ -445,13 +455,18 @@ pub async fn open_key(pool: &Pool, server_key: secrecy::SecretString) -> anyhow:
 
 /// Whether the vault may have written `entry` with a plain hash although the chain is keyed
 /// by then: only a replica never unlocked since it started holds no key, and it can only have
-/// refused a call, reported its status or been locked.
+/// refused a call, reported its status, been locked, or taken shares towards an unlock.
 fn plain_is_due(entry: &Entry) -> bool {
     !(200..300).contains(&entry.status)
         || matches!(
             entry.action.as_str(),
             // HEAD is answered by the GET handler.
-            "GET /v1/sys/status" | "HEAD /v1/sys/status" | "POST /v1/sys/lock"
+            "GET /v1/sys/status"
+                | "HEAD /v1/sys/status"
+                | "POST /v1/sys/lock"
+                // Shares given and progress reset while locked, before any key is in memory.
+                | "POST /v1/sys/unlock share"
+                | "POST /v1/sys/unlock reset"
         )
 }
 

@@ -36,15 +36,17 @@ pub enum Seal {
         shares: u8,
         /// K.
         threshold: u8,
+        /// The split's random id, which each of its shares carries.
+        set: [u8; 4],
     },
 }
 
 impl Seal {
-    fn columns(self) -> (Option<i16>, Option<i16>) {
+    fn columns(self) -> (Option<i16>, Option<i16>, Option<Vec<u8>>) {
         match self {
-            Self::Key => (None, None),
-            Self::Shares { shares, threshold } => {
-                (Some(i16::from(shares)), Some(i16::from(threshold)))
+            Self::Key => (None, None, None),
+            Self::Shares { shares, threshold, set } => {
+                (Some(i16::from(shares)), Some(i16::from(threshold)), Some(set.to_vec()))
             }
         }
     }
@@ -69,10 +71,15 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
         },
         salt: row.get("salt"),
         sealed_root: row.get("sealed_root"),
-        seal: match (row.get::<_, Option<i16>>("shares"), row.get::<_, Option<i16>>("threshold")) {
-            (Some(n), Some(k)) => Seal::Shares {
+        seal: match (
+            row.get::<_, Option<i16>>("shares"),
+            row.get::<_, Option<i16>>("threshold"),
+            row.get::<_, Option<Vec<u8>>>("share_set"),
+        ) {
+            (Some(n), Some(k), Some(set)) => Seal::Shares {
                 shares: u8::try_from(n).unwrap_or(0),
                 threshold: u8::try_from(k).unwrap_or(0),
+                set: <[u8; 4]>::try_from(set.as_slice()).unwrap_or_default(),
             },
             _ => Seal::Key,
         },
@@ -80,7 +87,7 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
 }
 
 const ROOT_COLUMNS: &str = "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, \
-                            sealed_root, shares, threshold";
+                            sealed_root, shares, threshold, share_set";
 
 /// The root record, if the vault is initialized.
 pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
@@ -110,12 +117,12 @@ pub async fn insert_root(
     c: &impl GenericClient,
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (shares, threshold) = root.seal.columns();
+    let (shares, threshold, set) = root.seal.columns();
     let n = c
         .execute(
             "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
-             argon2_p, salt, sealed_root, shares, threshold) \
-             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+             argon2_p, salt, sealed_root, shares, threshold, share_set) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
             &[
                 &root.generation,
                 &root.root_version,
@@ -126,6 +133,7 @@ pub async fn insert_root(
                 &root.sealed_root,
                 &shares,
                 &threshold,
+                &set,
             ],
         )
         .await?;
@@ -139,12 +147,12 @@ pub async fn replace_root(
     expected_generation: i64,
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (shares, threshold) = root.seal.columns();
+    let (shares, threshold, set) = root.seal.columns();
     let n = c
         .execute(
             "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
              argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, shares = $9, \
-             threshold = $10, updated_at = now() WHERE generation = $1",
+             threshold = $10, share_set = $11, updated_at = now() WHERE generation = $1",
             &[
                 &expected_generation,
                 &root.generation,
@@ -156,6 +164,7 @@ pub async fn replace_root(
                 &root.sealed_root,
                 &shares,
                 &threshold,
+                &set,
             ],
         )
         .await?;

@@ -212,8 +212,11 @@ pub enum AuditCommand {
         /// Read the server key from standard input, to check the MACs of keyed entries (it
         /// opens the audit key offline, as `recover` opens the root). Without it, links and
         /// plain entries are checked and the MACs are reported unchecked.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shares_stdin")]
         key_stdin: bool,
+        /// The server key is held in shares: read K of them from stdin, one per line, instead.
+        #[arg(long)]
+        shares_stdin: bool,
         /// A checkpoint noted earlier, `SEQ:HASH` (from the `audit checkpoint` log lines or an
         /// earlier verify): the log must still hold that entry with that hash.
         #[arg(long, value_name = "SEQ:HASH")]
@@ -368,15 +371,20 @@ impl Cli {
                 Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
             }
             Command::Audit {
-                command: AuditCommand::Verify { database_url, key_stdin, expect, output },
+                command:
+                    AuditCommand::Verify { database_url, key_stdin, shares_stdin, expect, output },
             } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
                 }
                 let database = sources.load::<MigrateConfig>()?.database;
                 let pool = strongbox_shared::db::pool(&database)?;
-                let macs = if key_stdin {
-                    let server_key = operator::existing_key(true, "Server key: ")?;
+                let macs = if key_stdin || shares_stdin {
+                    let server_key = if shares_stdin {
+                        operator::key_from_stdin_shares()?
+                    } else {
+                        operator::existing_key(true, "Server key: ")?
+                    };
                     crate::audit::open_key(&pool, server_key).await?
                 } else {
                     crate::audit::Macs::Unchecked

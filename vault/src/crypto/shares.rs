@@ -25,6 +25,8 @@ const FORMAT: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
 /// format, set id (4), threshold, index.
 const HEADER_LEN: usize = 1 + 4 + 1 + 1;
+/// A printed share is about 70 characters.
+const MAX_TEXT_LEN: usize = 128;
 
 /// Why a share or a set of shares was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,9 +64,17 @@ impl std::fmt::Debug for Share {
 }
 
 impl Share {
-    /// Whether `other` is the very same share.
+    /// A share from its parts (tests forge shares with it; a forged share is still refused by
+    /// the root record's authentication).
+    pub fn new(set: [u8; 4], threshold: u8, index: u8, y: [u8; SECRET_LEN]) -> Self {
+        Self { set, threshold, index, y: Zeroizing::new(y.to_vec()) }
+    }
+
+    /// Whether `other` is the very same share (its bytes compared in constant time).
     pub fn same_as(&self, other: &Self) -> bool {
-        self.set == other.set && self.index == other.index && *self.y == *other.y
+        self.set == other.set
+            && self.index == other.index
+            && aws_lc_rs::constant_time::verify_slices_are_equal(&self.y, &other.y).is_ok()
     }
 
     /// The printed form.
@@ -77,11 +87,18 @@ impl Share {
         bytes.extend_from_slice(&self.y);
         let sum = digest::digest(&digest::SHA256, &bytes);
         bytes.extend_from_slice(&sum.as_ref()[..CHECKSUM_LEN]);
-        Zeroizing::new(format!("{PREFIX}-{}-{}", self.index, bs58::encode(&*bytes).into_string()))
+        let mut text = Zeroizing::new(format!("{PREFIX}-{}-", self.index));
+        // Onto the zeroized string itself: no other copy of the encoding is made.
+        let _ = bs58::encode(&*bytes).onto(&mut *text);
+        text
     }
 
     /// Reads a printed share; surrounding whitespace is ignored.
     pub fn decode(text: &str) -> Result<Self, ShareError> {
+        // Far longer than any share: refused before base58's quadratic decoding.
+        if text.trim().len() > MAX_TEXT_LEN {
+            return Err(ShareError::Invalid("the share is too long: mistyped?"));
+        }
         let mut parts = text.trim().splitn(3, '-');
         let (prefix, index, body) = (parts.next(), parts.next(), parts.next());
         let (Some(PREFIX), Some(index), Some(body)) = (prefix, index, body) else {
@@ -175,9 +192,11 @@ pub fn combine(shares: &[Share]) -> Result<Zeroizing<Vec<u8>>, ShareError> {
 
 /// The server key a secret stands for: its hex, fed to the same derivation as a chosen key.
 pub fn server_key(secret: &[u8]) -> secrecy::SecretString {
+    use std::fmt::Write as _;
     let mut text = String::with_capacity(secret.len() * 2);
     for byte in secret {
-        text.push_str(&format!("{byte:02x}"));
+        // Into the buffer sized above: no temporary copies of the key.
+        let _ = write!(text, "{byte:02x}");
     }
     secrecy::SecretString::from(text)
 }

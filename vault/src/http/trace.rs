@@ -53,6 +53,10 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         span.record("items", n);
     }
     let status = i16::try_from(response.status().as_u16()).unwrap_or(i16::MAX);
+    let action = match note.detail {
+        Some(detail) => format!("{action} {detail}"),
+        None => action,
+    };
     let entry =
         Entry { identity, action, keyring, items: note.items, status, trace_id: trace_id.clone() };
     let response = if state.audit.record(entry).await {

@@ -318,6 +318,7 @@ impl Vault {
             return Err(VaultError::NotInitialized);
         }
         self.set_state(State::Locked);
+        self.forget_shares();
         tracing::info!("vault locked by an operator");
         Ok(())
     }
@@ -341,8 +342,8 @@ impl Vault {
         };
         let current = match (current, stored) {
             (Presented::Key(key), Seal::Key) => key,
-            (Presented::Shares(given), Seal::Shares { threshold, .. }) => {
-                super::shares::key_from(&given, threshold)?
+            (Presented::Shares(given), Seal::Shares { threshold, set, .. }) => {
+                super::shares::key_from(&given, threshold, set)?
             }
             (Presented::Key(_), Seal::Shares { .. }) => {
                 return Err(VaultError::InvalidRequest(

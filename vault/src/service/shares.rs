@@ -48,17 +48,22 @@ pub fn new_split(
     threshold: u8,
 ) -> Result<(SecretString, Seal, Vec<Zeroizing<String>>), VaultError> {
     let (secret, made) = shares::split(shares, threshold)?;
+    let set = made.first().map(|s| s.set).unwrap_or_default();
     let printed = made.iter().map(Share::encode).collect();
-    Ok((shares::server_key(&secret), Seal::Shares { shares, threshold }, printed))
+    Ok((shares::server_key(&secret), Seal::Shares { shares, threshold, set }, printed))
 }
 
-/// The server key that `texts` (a complete set, for a record split `threshold` ways) rebuild.
-pub fn key_from(texts: &[SecretString], threshold: u8) -> Result<SecretString, VaultError> {
+/// The server key that `texts` (a complete set of the stored split) rebuild.
+pub fn key_from(
+    texts: &[SecretString],
+    threshold: u8,
+    set: [u8; 4],
+) -> Result<SecretString, VaultError> {
     use secrecy::ExposeSecret as _;
     let mut given: Vec<Share> = Vec::new();
     for text in texts {
         let share = Share::decode(text.expose_secret())?;
-        check_fits(&share, threshold, given.first())?;
+        check_fits(&share, threshold, set)?;
         if !given.iter().any(|g| g.index == share.index) {
             given.push(share);
         }
@@ -73,28 +78,24 @@ pub fn key_from(texts: &[SecretString], threshold: u8) -> Result<SecretString, V
     Ok(shares::server_key(&secret))
 }
 
-/// A share belongs with the stored split and with the shares given before it.
-fn check_fits(share: &Share, threshold: u8, first: Option<&Share>) -> Result<(), VaultError> {
-    if share.threshold != threshold {
-        return Err(VaultError::InvalidShare(format!(
-            "this share is from a {}-of-n split; this vault needs {threshold}: a share of an earlier split?",
-            share.threshold
-        )));
-    }
-    if first.is_some_and(|f| f.set != share.set) {
+/// A share belongs to the stored split: a share of an earlier split, or of another vault, is
+/// refused before it counts.
+fn check_fits(share: &Share, threshold: u8, set: [u8; 4]) -> Result<(), VaultError> {
+    if share.set != set || share.threshold != threshold {
         return Err(VaultError::InvalidShare(
-            "this share is from a different split than the shares given before it".to_owned(),
+            "this share is not of this vault's current split (an earlier split, or another vault?)"
+                .to_owned(),
         ));
     }
     Ok(())
 }
 
 impl Vault {
-    /// The stored record's threshold; `InvalidRequest` when the vault holds one key.
-    async fn threshold(&self) -> Result<u8, VaultError> {
+    /// The stored split's threshold and id; `InvalidRequest` when the vault holds one key.
+    async fn split(&self) -> Result<(u8, [u8; 4]), VaultError> {
         let client = self.pool.get().await?;
         match store::root(&client).await?.ok_or(VaultError::NotInitialized)?.seal {
-            Seal::Shares { threshold, .. } => Ok(threshold),
+            Seal::Shares { threshold, set, .. } => Ok((threshold, set)),
             Seal::Key => Err(VaultError::InvalidRequest(
                 "this vault unlocks with a server key, not shares: send {\"key\"}".to_owned(),
             )),
@@ -116,8 +117,9 @@ impl Vault {
 
     /// Discards the shares given so far.
     pub async fn reset_shares(&self) -> Result<UnlockProgress, VaultError> {
-        let threshold = self.threshold().await?;
-        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let (threshold, _) = self.split().await?;
+        crate::audit::note_detail("reset");
+        self.forget_shares();
         Ok(UnlockProgress { unlocked: self.is_unlocked(), progress: 0, threshold })
     }
 
@@ -132,7 +134,10 @@ impl Vault {
         ip: IpAddr,
     ) -> Result<UnlockProgress, VaultError> {
         use secrecy::ExposeSecret as _;
-        let threshold = self.threshold().await?;
+        let (threshold, set) = self.split().await?;
+        // A share answered while locked is audited as such: the replica may hold no audit key
+        // yet, and the audit verifier expects a plain hash for exactly these entries.
+        crate::audit::note_detail("share");
         if self.is_unlocked() {
             return Ok(UnlockProgress { unlocked: true, progress: 0, threshold });
         }
@@ -144,7 +149,7 @@ impl Vault {
             }
             let progress = slot
                 .get_or_insert_with(|| Progress { shares: Vec::new(), started: Instant::now() });
-            check_fits(&share, threshold, progress.shares.first())?;
+            check_fits(&share, threshold, set)?;
             match progress.shares.iter().find(|g| g.index == share.index) {
                 Some(given) if given.same_as(&share) => {}
                 Some(_) => {
@@ -159,11 +164,31 @@ impl Vault {
             if count < threshold {
                 return Ok(UnlockProgress { unlocked: false, progress: count, threshold });
             }
-            // Complete: the set leaves the progress whatever comes of it.
+            // Complete: the set is evaluated once, by this call.
             slot.take().map(|p| p.shares).unwrap_or_default()
         };
         let secret = shares::combine(&complete)?;
-        self.unlock_with(shares::server_key(&secret), identity, ip).await?;
-        Ok(UnlockProgress { unlocked: true, progress: 0, threshold })
+        match self.unlock_with(shares::server_key(&secret), identity, ip).await {
+            Ok(()) => {
+                self.forget_shares();
+                Ok(UnlockProgress { unlocked: true, progress: 0, threshold })
+            }
+            // A wrong set is discarded: one of its shares is bad, and nobody can tell which.
+            Err(wrong @ VaultError::WrongKey) => Err(wrong),
+            // Anything else (the throttle's wait, a database fault) did not judge the set: it
+            // stays, and giving any share of it again tries once more.
+            Err(other) => {
+                let mut slot = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.is_none() {
+                    *slot = Some(Progress { shares: complete, started: Instant::now() });
+                }
+                Err(other)
+            }
+        }
+    }
+
+    /// Drops any shares held towards an unlock (after one, and at a lock).
+    pub fn forget_shares(&self) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
