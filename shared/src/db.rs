@@ -14,6 +14,50 @@ mod socket;
 
 pub use socket::{PgConnection, PgStream, Watched};
 
+/// Statements prepared once per connection and then reused: each call is one round trip
+/// (bind and execute), where an unprepared statement costs two (parse, then bind and execute).
+pub mod prepared {
+    use deadpool_postgres::GenericClient;
+    use tokio_postgres::types::ToSql;
+    use tokio_postgres::{Error, Row};
+
+    /// Every row.
+    pub async fn query<C: GenericClient>(
+        c: &C,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        c.query(&c.prepare_cached(sql).await?, params).await
+    }
+
+    /// At most one row.
+    pub async fn query_opt<C: GenericClient>(
+        c: &C,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        c.query_opt(&c.prepare_cached(sql).await?, params).await
+    }
+
+    /// Exactly one row.
+    pub async fn query_one<C: GenericClient>(
+        c: &C,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
+        c.query_one(&c.prepare_cached(sql).await?, params).await
+    }
+
+    /// The number of rows changed.
+    pub async fn execute<C: GenericClient>(
+        c: &C,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        c.execute(&c.prepare_cached(sql).await?, params).await
+    }
+}
+
 /// The `[database]` section of either service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

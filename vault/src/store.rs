@@ -2,6 +2,7 @@
 //! compose them into transactions.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 
 use crate::crypto::hierarchy::Argon2Params;
 
@@ -91,7 +92,8 @@ const ROOT_COLUMNS: &str = "generation, root_version, argon2_m_kib, argon2_t, ar
 
 /// The root record, if the vault is initialized.
 pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
-    let row = c.query_opt(&format!("SELECT {ROOT_COLUMNS} FROM root_record"), &[]).await?;
+    let row =
+        prepared::query_opt(c, &format!("SELECT {ROOT_COLUMNS} FROM root_record"), &[]).await?;
     Ok(row.as_ref().map(root_from_row))
 }
 
@@ -100,7 +102,8 @@ pub async fn root_for_update(
     c: &impl GenericClient,
 ) -> Result<Option<RootRow>, tokio_postgres::Error> {
     let row =
-        c.query_opt(&format!("SELECT {ROOT_COLUMNS} FROM root_record FOR UPDATE"), &[]).await?;
+        prepared::query_opt(c, &format!("SELECT {ROOT_COLUMNS} FROM root_record FOR UPDATE"), &[])
+            .await?;
     Ok(row.as_ref().map(root_from_row))
 }
 
@@ -108,7 +111,7 @@ pub async fn root_for_update(
 pub async fn root_version_for_share(
     c: &impl GenericClient,
 ) -> Result<Option<i32>, tokio_postgres::Error> {
-    let row = c.query_opt("SELECT root_version FROM root_record FOR SHARE", &[]).await?;
+    let row = prepared::query_opt(c, "SELECT root_version FROM root_record FOR SHARE", &[]).await?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -118,25 +121,25 @@ pub async fn insert_root(
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
-    let n = c
-        .execute(
-            "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
+    let n = prepared::execute(
+        c,
+        "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
              argon2_p, salt, sealed_root, shares, threshold, share_set) \
              VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-            &[
-                &root.generation,
-                &root.root_version,
-                &to_i32(root.params.m_kib),
-                &to_i32(root.params.t),
-                &to_i32(root.params.p),
-                &root.salt,
-                &root.sealed_root,
-                &shares,
-                &threshold,
-                &set,
-            ],
-        )
-        .await?;
+        &[
+            &root.generation,
+            &root.root_version,
+            &to_i32(root.params.m_kib),
+            &to_i32(root.params.t),
+            &to_i32(root.params.p),
+            &root.salt,
+            &root.sealed_root,
+            &shares,
+            &threshold,
+            &set,
+        ],
+    )
+    .await?;
     Ok(n == 1)
 }
 
@@ -148,26 +151,26 @@ pub async fn replace_root(
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
-    let n = c
-        .execute(
-            "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
+    let n = prepared::execute(
+        c,
+        "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
              argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, shares = $9, \
              threshold = $10, share_set = $11, updated_at = now() WHERE generation = $1",
-            &[
-                &expected_generation,
-                &root.generation,
-                &root.root_version,
-                &to_i32(root.params.m_kib),
-                &to_i32(root.params.t),
-                &to_i32(root.params.p),
-                &root.salt,
-                &root.sealed_root,
-                &shares,
-                &threshold,
-                &set,
-            ],
-        )
-        .await?;
+        &[
+            &expected_generation,
+            &root.generation,
+            &root.root_version,
+            &to_i32(root.params.m_kib),
+            &to_i32(root.params.t),
+            &to_i32(root.params.p),
+            &root.salt,
+            &root.sealed_root,
+            &shares,
+            &threshold,
+            &set,
+        ],
+    )
+    .await?;
     Ok(n == 1)
 }
 
@@ -189,15 +192,19 @@ fn kek_from_row(row: &tokio_postgres::Row) -> KekRow {
 /// Every KEK, oldest first.
 pub async fn keks(c: &impl GenericClient) -> Result<Vec<KekRow>, tokio_postgres::Error> {
     let rows =
-        c.query("SELECT version, root_version, wrapped FROM keks ORDER BY version", &[]).await?;
+        prepared::query(c, "SELECT version, root_version, wrapped FROM keks ORDER BY version", &[])
+            .await?;
     Ok(rows.iter().map(kek_from_row).collect())
 }
 
 /// Every KEK, locked for re-wrapping.
 pub async fn keks_for_update(c: &impl GenericClient) -> Result<Vec<KekRow>, tokio_postgres::Error> {
-    let rows = c
-        .query("SELECT version, root_version, wrapped FROM keks ORDER BY version FOR UPDATE", &[])
-        .await?;
+    let rows = prepared::query(
+        c,
+        "SELECT version, root_version, wrapped FROM keks ORDER BY version FOR UPDATE",
+        &[],
+    )
+    .await?;
     Ok(rows.iter().map(kek_from_row).collect())
 }
 
@@ -206,23 +213,23 @@ pub async fn kek(
     c: &impl GenericClient,
     version: i32,
 ) -> Result<Option<KekRow>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
-            "SELECT version, root_version, wrapped FROM keks WHERE version = $1",
-            &[&version],
-        )
-        .await?;
+    let row = prepared::query_opt(
+        c,
+        "SELECT version, root_version, wrapped FROM keks WHERE version = $1",
+        &[&version],
+    )
+    .await?;
     Ok(row.as_ref().map(kek_from_row))
 }
 
 /// The newest KEK.
 pub async fn latest_kek(c: &impl GenericClient) -> Result<Option<KekRow>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
-            "SELECT version, root_version, wrapped FROM keks ORDER BY version DESC LIMIT 1",
-            &[],
-        )
-        .await?;
+    let row = prepared::query_opt(
+        c,
+        "SELECT version, root_version, wrapped FROM keks ORDER BY version DESC LIMIT 1",
+        &[],
+    )
+    .await?;
     Ok(row.as_ref().map(kek_from_row))
 }
 
@@ -231,13 +238,13 @@ pub async fn insert_kek(
     c: &impl GenericClient,
     kek: &KekRow,
 ) -> Result<bool, tokio_postgres::Error> {
-    let n = c
-        .execute(
-            "INSERT INTO keks (version, root_version, wrapped) VALUES ($1, $2, $3) \
+    let n = prepared::execute(
+        c,
+        "INSERT INTO keks (version, root_version, wrapped) VALUES ($1, $2, $3) \
              ON CONFLICT (version) DO NOTHING",
-            &[&kek.version, &kek.root_version, &kek.wrapped],
-        )
-        .await?;
+        &[&kek.version, &kek.root_version, &kek.wrapped],
+    )
+    .await?;
     Ok(n == 1)
 }
 
@@ -264,19 +271,19 @@ impl AuditKeyRow {
 pub async fn audit_key(
     c: &impl GenericClient,
 ) -> Result<Option<AuditKeyRow>, tokio_postgres::Error> {
-    Ok(c.query_opt("SELECT root_version, keyed_after, wrapped FROM audit_key", &[])
+    Ok(prepared::query_opt(c, "SELECT root_version, keyed_after, wrapped FROM audit_key", &[])
         .await?
         .map(|r| AuditKeyRow { root_version: r.get(0), keyed_after: r.get(1), wrapped: r.get(2) }))
 }
 
 /// The newest audit entry's position (0 for an empty log), and whether any entry is keyed.
 pub async fn audit_head(c: &impl GenericClient) -> Result<(i64, bool), tokio_postgres::Error> {
-    let row = c
-        .query_one(
-            "SELECT coalesce(max(seq), 0), EXISTS (SELECT 1 FROM audit_log WHERE keyed) FROM audit_log",
-            &[],
-        )
-        .await?;
+    let row = prepared::query_one(
+        c,
+        "SELECT coalesce(max(seq), 0), EXISTS (SELECT 1 FROM audit_log WHERE keyed) FROM audit_log",
+        &[],
+    )
+    .await?;
     Ok((row.get(0), row.get(1)))
 }
 
@@ -286,13 +293,13 @@ pub async fn insert_audit_key(
     c: &impl GenericClient,
     key: &AuditKeyRow,
 ) -> Result<bool, tokio_postgres::Error> {
-    let inserted = c
-        .execute(
-            "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
+    let inserted = prepared::execute(
+        c,
+        "INSERT INTO audit_key (root_version, keyed_after, wrapped) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO NOTHING",
-            &[&key.root_version, &key.keyed_after, &key.wrapped],
-        )
-        .await?;
+        &[&key.root_version, &key.keyed_after, &key.wrapped],
+    )
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -302,14 +309,19 @@ pub async fn rewrap_audit_key(
     root_version: i32,
     wrapped: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute("UPDATE audit_key SET root_version = $1, wrapped = $2", &[&root_version, &wrapped])
-        .await?;
+    prepared::execute(
+        c,
+        "UPDATE audit_key SET root_version = $1, wrapped = $2",
+        &[&root_version, &wrapped],
+    )
+    .await?;
     Ok(())
 }
 
 /// Re-wraps a KEK under a new root.
 pub async fn rewrap_kek(c: &impl GenericClient, kek: &KekRow) -> Result<(), tokio_postgres::Error> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE keks SET root_version = $2, wrapped = $3 WHERE version = $1",
         &[&kek.version, &kek.root_version, &kek.wrapped],
     )
@@ -347,9 +359,12 @@ pub async fn keyring(
     c: &impl GenericClient,
     name: &str,
 ) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(&format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1"), &[&name])
-        .await?;
+    let row = prepared::query_opt(
+        c,
+        &format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1"),
+        &[&name],
+    )
+    .await?;
     Ok(row.as_ref().map(keyring_from_row))
 }
 
@@ -358,19 +373,20 @@ pub async fn keyring_for_update(
     c: &impl GenericClient,
     name: &str,
 ) -> Result<Option<KeyringRow>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
-            &format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1 FOR UPDATE"),
-            &[&name],
-        )
-        .await?;
+    let row = prepared::query_opt(
+        c,
+        &format!("SELECT {KEYRING_COLUMNS} FROM keyrings WHERE name = $1 FOR UPDATE"),
+        &[&name],
+    )
+    .await?;
     Ok(row.as_ref().map(keyring_from_row))
 }
 
 /// Names of every live keyring.
 pub async fn keyring_names(c: &impl GenericClient) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows =
-        c.query("SELECT name FROM keyrings WHERE deleted_at IS NULL ORDER BY name", &[]).await?;
+        prepared::query(c, "SELECT name FROM keyrings WHERE deleted_at IS NULL ORDER BY name", &[])
+            .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -379,13 +395,13 @@ pub async fn insert_keyring(
     c: &impl GenericClient,
     name: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    let n = c
-        .execute(
-            "INSERT INTO keyrings (name, latest_version) VALUES ($1, 1) \
+    let n = prepared::execute(
+        c,
+        "INSERT INTO keyrings (name, latest_version) VALUES ($1, 1) \
              ON CONFLICT (name) DO NOTHING",
-            &[&name],
-        )
-        .await?;
+        &[&name],
+    )
+    .await?;
     Ok(n == 1)
 }
 
@@ -395,7 +411,8 @@ pub async fn set_latest(
     name: &str,
     version: i32,
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE keyrings SET latest_version = $2, updated_at = now() WHERE name = $1",
         &[&name, &version],
     )
@@ -409,7 +426,8 @@ pub async fn set_min_decryption(
     name: &str,
     version: i32,
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE keyrings SET min_decryption_version = $2, updated_at = now() WHERE name = $1",
         &[&name, &version],
     )
@@ -419,14 +437,15 @@ pub async fn set_min_decryption(
 
 /// Deletes DEK versions below `min_decryption_version`; returns the deleted versions.
 pub async fn trim(c: &impl GenericClient, name: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
-    let rows = c
-        .query(
-            "DELETE FROM deks d USING keyrings k WHERE d.keyring = $1 AND k.name = $1 \
+    let rows = prepared::query(
+        c,
+        "DELETE FROM deks d USING keyrings k WHERE d.keyring = $1 AND k.name = $1 \
              AND d.version < k.min_decryption_version RETURNING d.version",
-            &[&name],
-        )
-        .await?;
-    c.execute(
+        &[&name],
+    )
+    .await?;
+    prepared::execute(
+        c,
         "UPDATE keyrings SET trimmed_below = min_decryption_version, updated_at = now() \
          WHERE name = $1",
         &[&name],
@@ -439,8 +458,9 @@ pub async fn trim(c: &impl GenericClient, name: &str) -> Result<Vec<i32>, tokio_
 
 /// Crypto-shreds a keyring: deletes every DEK and leaves a tombstone.
 pub async fn shred(c: &impl GenericClient, name: &str) -> Result<u64, tokio_postgres::Error> {
-    let deleted = c.execute("DELETE FROM deks WHERE keyring = $1", &[&name]).await?;
-    c.execute(
+    let deleted = prepared::execute(c, "DELETE FROM deks WHERE keyring = $1", &[&name]).await?;
+    prepared::execute(
+        c,
         "UPDATE keyrings SET deleted_at = now(), updated_at = now() WHERE name = $1",
         &[&name],
     )
@@ -456,7 +476,8 @@ pub async fn insert_dek(
     kek_version: i32,
     wrapped: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute(
+    prepared::execute(
+        c,
         "INSERT INTO deks (keyring, version, kek_version, wrapped) VALUES ($1, $2, $3, $4)",
         &[&keyring, &version, &kek_version, &wrapped],
     )
@@ -482,14 +503,14 @@ pub async fn deks(
     keyring: &str,
     versions: &[i32],
 ) -> Result<Vec<DekRow>, tokio_postgres::Error> {
-    let rows = c
-        .query(
-            "SELECT d.version, k.version, k.root_version, k.wrapped, d.wrapped \
+    let rows = prepared::query(
+        c,
+        "SELECT d.version, k.version, k.root_version, k.wrapped, d.wrapped \
              FROM deks d JOIN keks k ON k.version = d.kek_version \
              WHERE d.keyring = $1 AND d.version = ANY($2)",
-            &[&keyring, &versions],
-        )
-        .await?;
+        &[&keyring, &versions],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| DekRow {
@@ -519,13 +540,13 @@ pub async fn versions(
     c: &impl GenericClient,
     keyring: &str,
 ) -> Result<Vec<VersionInfo>, tokio_postgres::Error> {
-    let rows = c
-        .query(
-            "SELECT version, kek_version, encryptions_leased, created_at FROM deks \
+    let rows = prepared::query(
+        c,
+        "SELECT version, kek_version, encryptions_leased, created_at FROM deks \
              WHERE keyring = $1 ORDER BY version",
-            &[&keyring],
-        )
-        .await?;
+        &[&keyring],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| VersionInfo {
@@ -546,27 +567,26 @@ pub async fn lease(
     block: i64,
     limit: i64,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
-            "UPDATE deks SET encryptions_leased = encryptions_leased + $3 \
+    let row = prepared::query_opt(
+        c,
+        "UPDATE deks SET encryptions_leased = encryptions_leased + $3 \
              WHERE keyring = $1 AND version = $2 AND encryptions_leased + $3 <= $4 \
              RETURNING encryptions_leased",
-            &[&keyring, &version, &block, &limit],
-        )
-        .await?;
+        &[&keyring, &version, &block, &limit],
+    )
+    .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
 /// Tells every replica about a change; delivered when the transaction commits.
 pub async fn notify(c: &impl GenericClient, payload: &str) -> Result<(), tokio_postgres::Error> {
-    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
+    prepared::execute(c, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
     Ok(())
 }
 
 /// Age in seconds of the newest KEK.
 pub async fn latest_kek_age(c: &impl GenericClient) -> Result<Option<f64>, tokio_postgres::Error> {
-    let row = c
-        .query_opt("SELECT extract(epoch FROM now() - created_at)::float8 FROM keks ORDER BY version DESC LIMIT 1", &[])
+    let row = prepared::query_opt(c, "SELECT extract(epoch FROM now() - created_at)::float8 FROM keks ORDER BY version DESC LIMIT 1", &[])
         .await?;
     Ok(row.map(|r| r.get(0)))
 }
@@ -576,8 +596,7 @@ pub async fn keyrings_older_than(
     c: &impl GenericClient,
     seconds: f64,
 ) -> Result<Vec<(String, i32)>, tokio_postgres::Error> {
-    let rows = c
-        .query(
+    let rows = prepared::query(c,
             "SELECT k.name, k.latest_version FROM keyrings k JOIN deks d ON d.keyring = k.name AND d.version = k.latest_version \
              WHERE k.deleted_at IS NULL AND d.created_at < now() - make_interval(secs => $1) ORDER BY k.name",
             &[&seconds],
@@ -593,8 +612,7 @@ pub async fn deks_under_old_kek(
     latest: i32,
     limit: i64,
 ) -> Result<Vec<(String, DekRow)>, tokio_postgres::Error> {
-    let rows = c
-        .query(
+    let rows = prepared::query(c,
             "SELECT d.keyring, d.version, k.version, k.root_version, k.wrapped, d.wrapped \
              FROM deks d JOIN keks k ON k.version = d.kek_version \
              WHERE d.kek_version < $1 ORDER BY d.keyring, d.version LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
@@ -624,7 +642,8 @@ pub async fn rewrap_dek(
     kek_version: i32,
     wrapped: &[u8],
 ) -> Result<(), tokio_postgres::Error> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE deks SET kek_version = $3, wrapped = $4 WHERE keyring = $1 AND version = $2",
         &[&keyring, &version, &kek_version, &wrapped],
     )
@@ -637,8 +656,7 @@ pub async fn delete_unused_keks(
     c: &impl GenericClient,
     latest: i32,
 ) -> Result<Vec<i32>, tokio_postgres::Error> {
-    let rows = c
-        .query(
+    let rows = prepared::query(c,
             "DELETE FROM keks k WHERE k.version < $1 AND NOT EXISTS (SELECT 1 FROM deks d WHERE d.kek_version = k.version) \
              RETURNING k.version",
             &[&latest],

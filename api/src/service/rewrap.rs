@@ -110,14 +110,12 @@ async fn one(
         let items: Vec<(&str, &str)> =
             read.iter().map(|(id, ct)| (ct.as_str(), id.as_str())).collect();
         let results = vault.rewrap(keyring, &items).await.map_err(RewrapError::Vault)?;
-        let (mut batch_moved, mut batch_failed) = (0i64, 0i64);
-        let tx = db.transaction().await.map_err(|e| RewrapError::Other(e.into()))?;
-        for ((key_id, old), result) in read.iter().zip(results) {
+        let mut batch_failed = 0i64;
+        let mut replaced = Vec::with_capacity(read.len());
+        for ((key_id, old), result) in read.iter().zip(&results) {
             match result {
                 Ok((new, version)) => {
-                    if sql::replace(&tx, key_id, old, &new, version).await? {
-                        batch_moved += 1;
-                    }
+                    replaced.push((key_id.as_str(), old.as_str(), new.as_str(), *version))
                 }
                 Err(code) => {
                     batch_failed += 1;
@@ -130,6 +128,9 @@ async fn one(
                 }
             }
         }
+        // The batch's rows and its progress commit together, in two statements.
+        let tx = db.transaction().await.map_err(|e| RewrapError::Other(e.into()))?;
+        let batch_moved = i64::try_from(sql::replace_all(&tx, &replaced).await?).unwrap_or(0);
         cursor = read.last().map(|(id, _)| id.clone()).unwrap_or_default();
         sql::advance(&tx, keyring, &cursor, batch_moved, batch_failed).await?;
         tx.commit().await.map_err(|e| RewrapError::Other(e.into()))?;

@@ -1,6 +1,7 @@
 //! APIs.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 
 use super::{Context as _, StoreError};
 use crate::domain::apis::{Api, ApiPatch};
@@ -11,7 +12,8 @@ fn from_row(r: &tokio_postgres::Row) -> Api {
 
 /// Inserts an API.
 pub async fn insert(c: &impl GenericClient, api: &Api) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(
+        c,
         "INSERT INTO apis (id, workspace_id, name, store_encrypted_keys) VALUES ($1, $2, $3, $4)",
         &[&api.id, &api.workspace_id, &api.name, &api.store_encrypted_keys],
     )
@@ -26,14 +28,14 @@ pub async fn get(
     workspace_id: &str,
     id: &str,
 ) -> Result<Option<Api>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT id, workspace_id, name, store_encrypted_keys FROM apis \
+    let row = prepared::query_opt(
+        c,
+        "SELECT id, workspace_id, name, store_encrypted_keys FROM apis \
              WHERE id = $1 AND workspace_id = $2",
-            &[&id, &workspace_id],
-        )
-        .await
-        .context("reading an API")?;
+        &[&id, &workspace_id],
+    )
+    .await
+    .context("reading an API")?;
     Ok(row.as_ref().map(from_row))
 }
 
@@ -46,19 +48,23 @@ pub async fn delete(
     // The API's row is locked first: a key inserted meanwhile must share-lock it for its
     // foreign key, so it either committed before (and is listed below) or waits and then fails
     // on the missing API. No key escapes the list, and so the cache eviction.
-    c.query_opt(
+    prepared::query_opt(
+        c,
         "SELECT 1 FROM apis WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
         &[&id, &workspace_id],
     )
     .await
     .context("locking an API")?;
-    let keys = c
-        .query("SELECT id FROM keys WHERE api_id = $1", &[&id])
+    let keys = prepared::query(c, "SELECT id FROM keys WHERE api_id = $1", &[&id])
         .await
         .context("listing an API's keys")?;
-    c.execute("DELETE FROM apis WHERE id = $1 AND workspace_id = $2", &[&id, &workspace_id])
-        .await
-        .context("deleting an API")?;
+    prepared::execute(
+        c,
+        "DELETE FROM apis WHERE id = $1 AND workspace_id = $2",
+        &[&id, &workspace_id],
+    )
+    .await
+    .context("deleting an API")?;
     Ok(keys.iter().map(|r| r.get(0)).collect())
 }
 
@@ -69,14 +75,14 @@ pub async fn update(
     id: &str,
     patch: &ApiPatch,
 ) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "UPDATE apis SET name = coalesce($3, name), \
+    let n = prepared::execute(
+        c,
+        "UPDATE apis SET name = coalesce($3, name), \
              store_encrypted_keys = coalesce($4, store_encrypted_keys) \
              WHERE id = $1 AND workspace_id = $2",
-            &[&id, &workspace_id, &patch.name, &patch.store_encrypted_keys],
-        )
-        .await
-        .context("updating an API")?;
+        &[&id, &workspace_id, &patch.name, &patch.store_encrypted_keys],
+    )
+    .await
+    .context("updating an API")?;
     Ok(n == 1)
 }

@@ -1,6 +1,7 @@
 //! Ciphertexts of recoverable keys, and the decrypt audit.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 
 use super::{Context as _, StoreError};
 
@@ -23,7 +24,7 @@ pub async fn insert(
     workspace_id: &str,
     sealed: &Sealed,
 ) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(c,
         "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) VALUES ($1, $2, $3, $4, $5)",
         &[&sealed.key_id, &workspace_id, &sealed.keyring, &sealed.ciphertext, &sealed.dek_version],
     )
@@ -37,8 +38,7 @@ pub async fn for_keys(
     c: &impl GenericClient,
     key_ids: &[String],
 ) -> Result<Vec<Sealed>, StoreError> {
-    let rows = c
-        .query("SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE key_id = ANY($1)", &[&key_ids])
+    let rows = prepared::query(c, "SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE key_id = ANY($1)", &[&key_ids])
         .await
         .context("reading ciphertexts")?;
     Ok(rows
@@ -57,8 +57,7 @@ pub async fn for_workspace(
     c: &impl GenericClient,
     workspace_id: &str,
 ) -> Result<Vec<Sealed>, StoreError> {
-    let rows = c
-        .query(
+    let rows = prepared::query(c,
             "SELECT key_id, keyring, ciphertext, dek_version FROM encrypted_keys WHERE workspace_id = $1 ORDER BY key_id",
             &[&workspace_id],
         )
@@ -83,7 +82,7 @@ pub async fn audit(
     request_id: &str,
     key_ids: &[String],
 ) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(c,
         "INSERT INTO decrypt_audit (workspace_id, root_key_id, request_id, key_ids) VALUES ($1, $2, $3, $4)",
         &[&workspace_id, &root_key_id, &request_id, &key_ids],
     )
@@ -94,7 +93,8 @@ pub async fn audit(
 
 /// Deletes decrypt audit rows older than `days`; returns how many went.
 pub async fn purge_decrypt_audit(c: &impl GenericClient, days: u32) -> Result<u64, StoreError> {
-    c.execute(
+    prepared::execute(
+        c,
         "DELETE FROM decrypt_audit WHERE created_at < now() - make_interval(days => $1)",
         &[&i32::try_from(days).unwrap_or(i32::MAX)],
     )

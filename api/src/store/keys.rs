@@ -1,6 +1,7 @@
 //! Customer keys.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 use time::OffsetDateTime;
 
 use super::{Context as _, StoreError};
@@ -62,8 +63,7 @@ fn ratelimits_json(ratelimits: &[Ratelimit]) -> serde_json::Value {
 
 /// The key with this hash, in any workspace (callers check the workspace).
 pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<Key>, StoreError> {
-    let row = c
-        .query_opt(&format!("{SELECT} WHERE k.hash = $1"), &[&hash])
+    let row = prepared::query_opt(c, &format!("{SELECT} WHERE k.hash = $1"), &[&hash])
         .await
         .context("finding a key by its hash")?;
     row.as_ref().map(from_row).transpose().context("decoding a key")
@@ -95,7 +95,7 @@ async fn one(
     what: &'static str,
 ) -> Result<Option<Key>, StoreError> {
     let sql = format!("{SELECT} WHERE k.id = $1 AND k.workspace_id = $2{lock}");
-    let row = c.query_opt(&sql, &[&id, &workspace_id]).await.context(what)?;
+    let row = prepared::query_opt(c, &sql, &[&id, &workspace_id]).await.context(what)?;
     row.as_ref().map(from_row).transpose().context("decoding a key")
 }
 
@@ -107,22 +107,22 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Key>, StoreError> {
-    let rows = c
-        .query(
-            &format!(
-                "{SELECT} WHERE k.api_id = $1 AND ($2::text IS NULL OR i.external_id = $2) \
+    let rows = prepared::query(
+        c,
+        &format!(
+            "{SELECT} WHERE k.api_id = $1 AND ($2::text IS NULL OR i.external_id = $2) \
                  AND ($3::text IS NULL OR k.id > $3) ORDER BY k.id LIMIT $4"
-            ),
-            &[&api_id, &external_id, &after, &limit],
-        )
-        .await
-        .context("listing an API's keys")?;
+        ),
+        &[&api_id, &external_id, &after, &limit],
+    )
+    .await
+    .context("listing an API's keys")?;
     rows.iter().map(from_row).collect::<Result<_, _>>().context("decoding keys")
 }
 
 /// How many keys an API has.
 pub async fn count(c: &impl GenericClient, api_id: &str) -> Result<i64, StoreError> {
-    Ok(c.query_one("SELECT count(*) FROM keys WHERE api_id = $1", &[&api_id])
+    Ok(prepared::query_one(c, "SELECT count(*) FROM keys WHERE api_id = $1", &[&api_id])
         .await
         .context("counting an API's keys")?
         .get(0))
@@ -135,8 +135,7 @@ pub async fn identity(
     external_id: &str,
     new_id: &str,
 ) -> Result<String, StoreError> {
-    let row = c
-        .query_one(
+    let row = prepared::query_one(c,
             "INSERT INTO identities (id, workspace_id, external_id) VALUES ($1, $2, $3) \
              ON CONFLICT (workspace_id, external_id) DO UPDATE SET external_id = EXCLUDED.external_id \
              RETURNING id",
@@ -151,7 +150,8 @@ pub async fn identity(
 pub async fn insert(c: &impl GenericClient, key: &Key, hash: &[u8]) -> Result<(), StoreError> {
     let identity_id = key.identity.as_ref().map(|(id, _)| id.as_str());
     let (refill_amount, refill_interval, refill_day) = refill_columns(key.refill.as_ref());
-    c.execute(
+    prepared::execute(
+        c,
         "INSERT INTO keys (id, workspace_id, api_id, hash, start, name, identity_id, meta, \
          permissions, expires_at, enabled, credits_remaining, refill_amount, refill_interval, \
          refill_day, ratelimits, prefix, byte_length) \
@@ -201,9 +201,9 @@ pub async fn update(
         }
     };
     let (refill_amount, refill_interval, refill_day) = refill_columns(refill.as_ref());
-    let n = c
-        .execute(
-            "UPDATE keys SET \
+    let n = prepared::execute(
+        c,
+        "UPDATE keys SET \
                name = CASE WHEN $3 THEN $4 ELSE name END, \
                identity_id = CASE WHEN $5 THEN $6 ELSE identity_id END, \
                meta = CASE WHEN $7 THEN $8 ELSE meta END, \
@@ -217,30 +217,30 @@ pub async fn update(
                refill_day = CASE WHEN $16 THEN $19 ELSE refill_day END, \
                updated_at = now() \
              WHERE id = $1 AND workspace_id = $2",
-            &[
-                &id,
-                &workspace_id,
-                &patch.name.is_some(),
-                &patch.name.clone().flatten(),
-                &patch.external_id.is_some(),
-                &identity_id,
-                &patch.meta.is_some(),
-                &patch.meta.clone().flatten(),
-                &patch.expires_at.is_some(),
-                &patch.expires_at.flatten(),
-                &patch.enabled,
-                &patch.permissions,
-                &ratelimits.map(ratelimits_json),
-                &set_remaining,
-                &remaining,
-                &set_refill,
-                &refill_amount,
-                &refill_interval,
-                &refill_day,
-            ],
-        )
-        .await
-        .context("updating a key")?;
+        &[
+            &id,
+            &workspace_id,
+            &patch.name.is_some(),
+            &patch.name.clone().flatten(),
+            &patch.external_id.is_some(),
+            &identity_id,
+            &patch.meta.is_some(),
+            &patch.meta.clone().flatten(),
+            &patch.expires_at.is_some(),
+            &patch.expires_at.flatten(),
+            &patch.enabled,
+            &patch.permissions,
+            &ratelimits.map(ratelimits_json),
+            &set_remaining,
+            &remaining,
+            &set_refill,
+            &refill_amount,
+            &refill_interval,
+            &refill_day,
+        ],
+    )
+    .await
+    .context("updating a key")?;
     Ok(n == 1)
 }
 
@@ -250,7 +250,8 @@ pub async fn expire_by(
     id: &str,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE keys SET expires_at = LEAST(coalesce(expires_at, $2), $2), updated_at = now() \
          WHERE id = $1",
         &[&id, &at],
@@ -266,10 +267,13 @@ pub async fn delete(
     workspace_id: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    let n = c
-        .execute("DELETE FROM keys WHERE id = $1 AND workspace_id = $2", &[&id, &workspace_id])
-        .await
-        .context("deleting a key")?;
+    let n = prepared::execute(
+        c,
+        "DELETE FROM keys WHERE id = $1 AND workspace_id = $2",
+        &[&id, &workspace_id],
+    )
+    .await
+    .context("deleting a key")?;
     Ok(n == 1)
 }
 
@@ -281,8 +285,7 @@ pub async fn spend_credits(
     cost: i64,
     period_start: Option<OffsetDateTime>,
 ) -> Result<Option<i64>, StoreError> {
-    let row = c
-        .query_opt(
+    let row = prepared::query_opt(c,
             "WITH due AS (SELECT id, refill_interval IS NOT NULL AND $3::timestamptz IS NOT NULL \
                  AND coalesce(last_refill_at, created_at) < $3 AS refill FROM keys WHERE id = $1) \
              UPDATE keys k SET \
@@ -300,7 +303,7 @@ pub async fn spend_credits(
 
 /// Credits left now, for an answer when spending failed.
 pub async fn credits(c: &impl GenericClient, id: &str) -> Result<Option<i64>, StoreError> {
-    Ok(c.query_opt("SELECT credits_remaining FROM keys WHERE id = $1", &[&id])
+    Ok(prepared::query_opt(c, "SELECT credits_remaining FROM keys WHERE id = $1", &[&id])
         .await
         .context("reading credits")?
         .and_then(|r| r.get(0)))
@@ -335,26 +338,26 @@ pub async fn change_credits(
         }
     };
     let limited_only = !matches!(op, CreditOp::Set(_));
-    let row = c
-        .query_opt(
-            &format!(
-                "UPDATE keys SET {sql}, updated_at = now() \
+    let row = prepared::query_opt(
+        c,
+        &format!(
+            "UPDATE keys SET {sql}, updated_at = now() \
                  WHERE id = $1 AND workspace_id = $2 AND (NOT $4 OR credits_remaining IS NOT NULL) \
                  RETURNING credits_remaining, refill_amount, refill_interval, refill_day"
-            ),
-            &[&id, &workspace_id, &value, &limited_only],
+        ),
+        &[&id, &workspace_id, &value, &limited_only],
+    )
+    .await
+    .context("changing credits")?;
+    let Some(row) = row else {
+        let exists = prepared::query_opt(
+            c,
+            "SELECT 1 FROM keys WHERE id = $1 AND workspace_id = $2",
+            &[&id, &workspace_id],
         )
         .await
-        .context("changing credits")?;
-    let Some(row) = row else {
-        let exists = c
-            .query_opt(
-                "SELECT 1 FROM keys WHERE id = $1 AND workspace_id = $2",
-                &[&id, &workspace_id],
-            )
-            .await
-            .context("reading a key")?
-            .is_some();
+        .context("reading a key")?
+        .is_some();
         return Ok(if exists { CreditChange::Unlimited } else { CreditChange::Missing });
     };
     let interval = row.get::<_, Option<String>>(2).as_deref().and_then(RefillInterval::parse);
@@ -367,7 +370,7 @@ pub async fn change_credits(
 
 /// Records verification times, in one statement for a batch of keys.
 pub async fn touch(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
-    c.execute("UPDATE keys SET last_used_at = now() WHERE id = ANY($1)", &[&ids])
+    prepared::execute(c, "UPDATE keys SET last_used_at = now() WHERE id = ANY($1)", &[&ids])
         .await
         .context("recording key usage")?;
     Ok(())

@@ -2,6 +2,7 @@
 //! caches. A NOTIFY sent inside a transaction is delivered when it commits, never before.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 
 use super::{Context as _, StoreError};
 
@@ -11,7 +12,8 @@ pub const CHANNEL: &str = "strongbox_api";
 /// Tells every replica that these keys changed.
 pub async fn keys(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
     if !ids.is_empty() {
-        c.execute(
+        prepared::execute(
+            c,
             "SELECT pg_notify($1, 'key:' || id) FROM unnest($2::text[]) AS id",
             &[&CHANNEL, &ids],
         )
@@ -24,7 +26,8 @@ pub async fn keys(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreErr
 /// Tells every replica that these root keys changed.
 pub async fn root_keys(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
     if !ids.is_empty() {
-        c.execute(
+        prepared::execute(
+            c,
             "SELECT pg_notify($1, 'root_key:' || id) FROM unnest($2::text[]) AS id",
             &[&CHANNEL, &ids],
         )

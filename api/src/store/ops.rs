@@ -1,12 +1,13 @@
 //! What the ops port reads: a liveness query and the rewrap job's progress.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 
 use super::{Context as _, StoreError};
 
 /// One round trip, for readiness.
 pub async fn ping(c: &impl GenericClient) -> Result<(), StoreError> {
-    c.execute("SELECT 1", &[]).await.context("checking the database answers")?;
+    prepared::execute(c, "SELECT 1", &[]).await.context("checking the database answers")?;
     Ok(())
 }
 
@@ -28,8 +29,7 @@ pub async fn rewrap_progress(
     c: &impl GenericClient,
     lock: i64,
 ) -> Result<RewrapProgress, StoreError> {
-    let row = c
-        .query_one(
+    let row = prepared::query_one(c,
             "SELECT \
                (SELECT coalesce(sum(rows_done), 0)::bigint FROM rewrap_progress), \
                (SELECT coalesce(sum(rows_failed), 0)::bigint FROM rewrap_progress), \

@@ -100,24 +100,26 @@ pub async fn batch(
     .collect())
 }
 
-/// Replaces a ciphertext only if the row still holds `old` (a reroll or delete meanwhile wins).
-/// Returns whether it did.
-pub async fn replace(
+/// Replaces each `(key id, old ciphertext, new ciphertext, version)` in one statement, a row only
+/// if it still holds its `old` ciphertext (a reroll or delete meanwhile wins). Returns how many
+/// rows it replaced.
+pub async fn replace_all(
     c: &impl GenericClient,
-    key_id: &str,
-    old: &str,
-    new: &str,
-    version: i32,
-) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "UPDATE encrypted_keys SET ciphertext = $3, dek_version = $4, updated_at = now() \
-             WHERE key_id = $1 AND ciphertext = $2",
-            &[&key_id, &old, &new, &version],
-        )
-        .await
-        .context("replacing a rewrapped ciphertext")?;
-    Ok(n == 1)
+    rows: &[(&str, &str, &str, i32)],
+) -> Result<u64, StoreError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let old: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let new: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let versions: Vec<i32> = rows.iter().map(|r| r.3).collect();
+    c.execute(
+        "UPDATE encrypted_keys e SET ciphertext = t.new, dek_version = t.version, \
+         updated_at = now() \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS t(key_id, old, new, version) \
+         WHERE e.key_id = t.key_id AND e.ciphertext = t.old",
+        &[&ids, &old, &new, &versions],
+    )
+    .await
+    .context("replacing rewrapped ciphertexts")
 }
 
 /// Records a finished batch.

@@ -1,6 +1,7 @@
 //! Root keys: workspace admin tokens.
 
 use deadpool_postgres::GenericClient;
+use strongbox_shared::db::prepared;
 use time::OffsetDateTime;
 
 use super::{Context as _, StoreError};
@@ -26,7 +27,7 @@ fn from_row(r: &tokio_postgres::Row) -> RootKey {
 
 /// The root key with this hash.
 pub async fn by_hash(c: &impl GenericClient, hash: &[u8]) -> Result<Option<RootKey>, StoreError> {
-    Ok(c.query_opt(&format!("{SELECT} WHERE hash = $1"), &[&hash])
+    Ok(prepared::query_opt(c, &format!("{SELECT} WHERE hash = $1"), &[&hash])
         .await
         .context("finding a root key by its hash")?
         .as_ref()
@@ -40,13 +41,13 @@ pub async fn lock(
     workspace_id: &str,
     ids: &[&str],
 ) -> Result<Vec<RootKey>, StoreError> {
-    let rows = c
-        .query(
-            &format!("{SELECT} WHERE id = ANY($1) AND workspace_id = $2 ORDER BY id FOR UPDATE"),
-            &[&ids, &workspace_id],
-        )
-        .await
-        .context("locking root keys")?;
+    let rows = prepared::query(
+        c,
+        &format!("{SELECT} WHERE id = ANY($1) AND workspace_id = $2 ORDER BY id FOR UPDATE"),
+        &[&ids, &workspace_id],
+    )
+    .await
+    .context("locking root keys")?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -57,8 +58,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RootKey>, StoreError> {
-    let rows = c
-        .query(
+    let rows = prepared::query(c,
             &format!("{SELECT} WHERE workspace_id = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"),
             &[&workspace_id, &after, &limit],
         )
@@ -69,7 +69,7 @@ pub async fn list(
 
 /// Inserts a root key with its hash.
 pub async fn insert(c: &impl GenericClient, key: &RootKey, hash: &[u8]) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(c,
         "INSERT INTO root_keys (id, workspace_id, hash, start, end_chars, name, permissions, enabled, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[&key.id, &key.workspace_id, &hash, &key.start, &key.end, &key.name, &key.permissions, &key.enabled, &key.expires_at],
@@ -87,7 +87,8 @@ pub async fn update(
     patch: &RootKeyPatch,
     expire_by: Option<OffsetDateTime>,
 ) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE root_keys SET name = CASE WHEN $2 THEN $3 ELSE name END, \
          permissions = coalesce($4, permissions), enabled = coalesce($5, enabled), \
          expires_at = CASE WHEN $6::timestamptz IS NULL THEN expires_at \
@@ -113,7 +114,8 @@ pub async fn expire_by(
     id: &str,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    c.execute(
+    prepared::execute(
+        c,
         "UPDATE root_keys SET expires_at = LEAST(coalesce(expires_at, $2), $2), updated_at = now() \
          WHERE id = $1",
         &[&id, &at],
@@ -129,7 +131,8 @@ pub async fn delete(
     workspace_id: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    Ok(c.execute(
+    Ok(prepared::execute(
+        c,
         "DELETE FROM root_keys WHERE id = $1 AND workspace_id = $2",
         &[&id, &workspace_id],
     )

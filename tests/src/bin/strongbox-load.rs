@@ -3,6 +3,7 @@
 //!
 //!   strongbox-load aes-gcm --batch N --seconds S
 //!   strongbox-load vault-encrypt --url URL --ca F --cert F --key F --batch N --connections C --seconds S
+//!   strongbox-load vault-status --url URL --ca F --cert F --key F --connections C --seconds S
 //!
 //!   strongbox-load api-setup --url URL --root ROOT_KEY
 //!   strongbox-load seed-recoverable --url VAULT --ca F --cert F --key F --db API_DB_URL
@@ -102,7 +103,10 @@ fn aes_gcm(args: &Args) {
     report("in-process envelope seal", items / args.batch as u64, items, 0, start.elapsed());
 }
 
-async fn vault_encrypt(args: Args) {
+/// Drives the vault's mTLS listener: `POST /v1/encrypt` of `--batch` items, or with `status`
+/// `GET /v1/sys/status` (the same listener, client, keep-alive and concurrency, without the
+/// crypto, the database or the audit log: the transport's own ceiling).
+async fn vault_encrypt(args: Args, status: bool) {
     let tls = strongbox_shared::tls::mtls_client_config(
         args.ca.as_ref(),
         args.cert.as_ref(),
@@ -116,18 +120,23 @@ async fn vault_encrypt(args: Args) {
         .collect();
     let body =
         Arc::new(serde_json::to_vec(&json!({"keyring": "ws_bench", "items": items})).unwrap());
-    let url = format!("{}/v1/encrypt", args.url);
+    let url = if status {
+        format!("{}/v1/sys/status", args.url)
+    } else {
+        format!("{}/v1/encrypt", args.url)
+    };
     let (requests, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Warm up: creates the keyring and the connections.
     let warm =
         reqwest::Client::builder().use_preconfigured_tls(tls.clone()).no_proxy().build().unwrap();
-    let r = warm
-        .post(&url)
-        .header("content-type", "application/json")
-        .body((*body).clone())
-        .send()
-        .await
-        .unwrap();
+    let request = |client: &reqwest::Client| {
+        if status {
+            client.get(&url)
+        } else {
+            client.post(&url).header("content-type", "application/json").body((*body).clone())
+        }
+    };
+    let r = request(&warm).send().await.unwrap();
     assert!(r.status().is_success(), "warm-up failed: {}", r.status());
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -143,12 +152,15 @@ async fn vault_encrypt(args: Args) {
             (url.clone(), body.clone(), requests.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body((*body).clone())
-                    .send()
-                    .await;
+                let request = if status {
+                    client.get(&url)
+                } else {
+                    client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body((*body).clone())
+                };
+                let sent = request.send().await;
                 match sent {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
@@ -165,13 +177,12 @@ async fn vault_encrypt(args: Args) {
         task.await.unwrap();
     }
     let n = requests.load(Ordering::Relaxed);
-    report(
-        &format!("vault encrypt over mTLS, batch {}", args.batch),
-        n,
-        n * args.batch as u64,
-        errors.load(Ordering::Relaxed),
-        start.elapsed(),
-    );
+    let (name, items) = if status {
+        ("vault status over mTLS".to_owned(), n)
+    } else {
+        (format!("vault encrypt over mTLS, batch {}", args.batch), n * args.batch as u64)
+    };
+    report(&name, n, items, errors.load(Ordering::Relaxed), start.elapsed());
 }
 
 async fn api_setup(args: Args) {
@@ -287,10 +298,11 @@ fn main() {
             runtime.block_on(api_setup(args));
         }
         "aes-gcm" => aes_gcm(&args),
-        "vault-encrypt" => {
+        "vault-encrypt" | "vault-status" => {
+            let status = args.mode == "vault-status";
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-            runtime.block_on(vault_encrypt(args));
+            runtime.block_on(vault_encrypt(args, status));
         }
-        other => panic!("unknown mode {other:?}; use aes-gcm or vault-encrypt"),
+        other => panic!("unknown mode {other:?}; use aes-gcm, vault-encrypt or vault-status"),
     }
 }

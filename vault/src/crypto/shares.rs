@@ -318,6 +318,27 @@ mod tests {
         }
     }
 
+    /// Every (K, N) in range, exhaustively: the first K and the last K shares rebuild the
+    /// secret; K−1 of them with a forged K-th do not, and K−1 alone are refused.
+    #[test]
+    fn every_threshold_and_count_in_range_round_trips() {
+        for n in MIN_THRESHOLD..=MAX_SHARES {
+            for k in MIN_THRESHOLD..=n {
+                let (secret, shares) = split(n, k).unwrap();
+                let k = usize::from(k);
+                let first = &shares[..k];
+                let last = &shares[shares.len() - k..];
+                assert_eq!(&*combine(first).unwrap(), &*secret, "{k} of {n}, first");
+                assert_eq!(&*combine(last).unwrap(), &*secret, "{k} of {n}, last");
+                let mut forged = first.to_vec();
+                let f = &mut forged[k - 1];
+                *f = Share::new(f.set, f.threshold, f.index, [0x5a; SECRET_LEN]);
+                assert_ne!(&*combine(&forged).unwrap(), &*secret, "{k} of {n}, forged");
+                assert!(combine(&first[..k - 1]).is_err(), "{k} of {n}, one short");
+            }
+        }
+    }
+
     #[test]
     fn ranges_and_mixing_are_refused() {
         assert_eq!(split(1, 1).unwrap_err(), ShareError::Range);
