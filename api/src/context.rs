@@ -41,8 +41,9 @@ pub fn outgoing_traceparent(span: &tracing::Span) -> String {
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // An all-zero id is invalid in W3C trace context; a failed random source yields one, and
-    // the receiver then starts its own trace, which is harmless.
-    let _ = getrandom::fill(&mut buf);
+    // the receiver then starts its own trace, which is harmless. AWS-LC's user-space generator:
+    // no system call per request.
+    let _ = aws_lc_rs::rand::fill(&mut buf);
     strongbox_shared::id::hex(&buf)
 }
 

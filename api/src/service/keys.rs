@@ -126,17 +126,23 @@ impl Service {
             None
         };
         let mut db = self.db().await?;
-        let tx = db.transaction().await.context("starting a transaction")?;
-        if let Some(external_id) = &new.external_id {
-            let id = store::keys::identity(&tx, caller.workspace_id(), external_id, &new_id("id")?)
-                .await?;
-            key.identity = Some((id, external_id.clone()));
+        if new.external_id.is_none() && sealed.is_none() {
+            // One statement needs no transaction around it: one round trip, not three.
+            store::keys::insert(&db, &key, &keygen::hash(&plaintext)).await?;
+        } else {
+            let tx = db.transaction().await.context("starting a transaction")?;
+            if let Some(external_id) = &new.external_id {
+                let id =
+                    store::keys::identity(&tx, caller.workspace_id(), external_id, &new_id("id")?)
+                        .await?;
+                key.identity = Some((id, external_id.clone()));
+            }
+            store::keys::insert(&tx, &key, &keygen::hash(&plaintext)).await?;
+            if let Some(sealed) = &sealed {
+                store::encrypted::insert(&tx, caller.workspace_id(), sealed).await?;
+            }
+            self.commit(tx, Changed::nothing()).await?;
         }
-        store::keys::insert(&tx, &key, &keygen::hash(&plaintext)).await?;
-        if let Some(sealed) = &sealed {
-            store::encrypted::insert(&tx, caller.workspace_id(), sealed).await?;
-        }
-        self.commit(tx, Changed::nothing()).await?;
         tracing::info!(key_id = %key.id, api_id = %api.id, "created key");
         Ok(Created { key_id: key.id, key: plaintext })
     }
