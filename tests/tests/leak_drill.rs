@@ -47,6 +47,21 @@ async fn run(program: &str, args: &[&str], stdin: &str) -> (i32, String, String)
     )
 }
 
+/// `strongbox-api export-encrypted` of workspace `drill` into `to`.
+async fn export_workspace(api_db: &TestDb, to: &std::path::Path) {
+    let args = [
+        "export-encrypted",
+        "--workspace",
+        "drill",
+        "--database-url",
+        api_db.url(),
+        "--output",
+        to.to_str().unwrap(),
+    ];
+    let (code, _, err) = run("strongbox-api", &args, "").await;
+    assert_eq!(code, 0, "{err}");
+}
+
 #[tokio::test]
 async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recover_it() {
     let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
@@ -184,21 +199,7 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
     // Export from the api DB (the ciphertexts).
     let scratch = TempDir::new("drill");
     let export = scratch.path().join("export.jsonl");
-    let (code, _, err) = run(
-        "strongbox-api",
-        &[
-            "export-encrypted",
-            "--workspace",
-            "drill",
-            "--database-url",
-            api_db.url(),
-            "--output",
-            export.to_str().unwrap(),
-        ],
-        "",
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
+    export_workspace(&api_db, &export).await;
     let exported = std::fs::read_to_string(&export).unwrap();
     assert!(exported.contains(&key_id) && !exported.contains(&key));
 
@@ -289,22 +290,8 @@ async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers
     }
     let scratch = TempDir::new("drill-shares");
     let export = scratch.path().join("export.jsonl");
+    export_workspace(&api_db, &export).await;
     let export = export.to_str().unwrap();
-    let (code, _, err) = run(
-        "strongbox-api",
-        &[
-            "export-encrypted",
-            "--workspace",
-            "drill",
-            "--database-url",
-            api_db.url(),
-            "--output",
-            export,
-        ],
-        "",
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
     let vault_url = vault_db.url().to_owned();
     let recover = |stdin: String| {
         let (url, export) = (vault_url.clone(), export.to_owned());

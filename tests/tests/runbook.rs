@@ -586,6 +586,21 @@ async fn shares_stack() -> (Stack, Vec<String>) {
 }
 
 impl Stack {
+    /// `rekey --shares-stdin` with `current`, to a new `n`-of-`k` split; returns the new shares
+    /// and what the command printed.
+    async fn rekey_to_shares(
+        &self,
+        current: &[&String],
+        n: &str,
+        k: &str,
+    ) -> (Vec<String>, String) {
+        let stdin: String = current.iter().map(|s| format!("{s}\n")).collect();
+        let args = ["rekey", "--shares-stdin", "--new-shares", n, "--new-threshold", k];
+        let (code, out, err) = self.cli("strongbox-vault", &args, &stdin).await;
+        assert_eq!(code, 0, "{err}");
+        (printed_shares(&out), out)
+    }
+
     /// Gives `share` to the replica at `url` as one holder would.
     async fn give_share(&self, url: &str, share: &str) -> (i32, String, String) {
         self.cli_at(url, "strongbox-vault", &["unlock", "--share-stdin"], &format!("{share}\n"))
@@ -632,17 +647,8 @@ async fn procedure_18_and_19_initialize_with_shares_and_unlock_each_replica_with
 #[tokio::test]
 async fn procedure_20_hand_over_by_rekeying_to_new_shares() {
     let (s, shares) = shares_stack().await;
-    let current = format!("{}\n{}\n{}\n", shares[0], shares[2], shares[4]);
-    let (code, out, err) = s
-        .cli(
-            "strongbox-vault",
-            &["rekey", "--shares-stdin", "--new-shares", "3", "--new-threshold", "2"],
-            &current,
-        )
-        .await;
-    assert_eq!(code, 0, "{err}");
+    let (new, out) = s.rekey_to_shares(&[&shares[0], &shares[2], &shares[4]], "3", "2").await;
     assert!(out.contains("Server key changed and split"), "{out}");
-    let new = printed_shares(&out);
     assert_eq!(new.len(), 3, "{out}");
     s.all_recover_through(&s.api).await;
     s.cli("strongbox-vault", &["lock"], "").await;
@@ -658,16 +664,8 @@ async fn procedure_20_hand_over_by_rekeying_to_new_shares() {
 async fn procedure_21_lost_shares_with_enough_left_and_with_too_few() {
     let (s, shares) = shares_stack().await;
     // Two shares are lost; three are left: still enough to re-split, which retires the lost ones.
-    let left = format!("{}\n{}\n{}\n", shares[1], shares[3], shares[4]);
-    let (code, out, err) = s
-        .cli(
-            "strongbox-vault",
-            &["rekey", "--shares-stdin", "--new-shares", "5", "--new-threshold", "3"],
-            &left,
-        )
-        .await;
-    assert_eq!(code, 0, "{err}");
-    let fresh = printed_shares(&out);
+    let (fresh, _) = s.rekey_to_shares(&[&shares[1], &shares[3], &shares[4]], "5", "3").await;
+    assert_eq!(fresh.len(), 5);
     s.all_recover_through(&s.api).await;
     // Later, three of the fresh five are lost: two are left, below the threshold. No unlock is
     // possible: two shares and any third one (a lost share's guess) never open the root.
