@@ -642,6 +642,7 @@ async fn procedure_18_and_19_initialize_with_shares_and_unlock_each_replica_with
     let typo = shares[0].replacen('-', "-9", 1);
     let (code, _, err) = s.give_share(&b.url, &typo).await;
     assert!(code == 1 && err.contains("INVALID_SHARE"), "{err}");
+    assert!(err.contains("it was not counted"), "the CLI says what to do next: {err}");
 }
 
 #[tokio::test]

@@ -117,7 +117,13 @@ fn advice(status: u16, code: &str, message: &str, retry_after: Option<&str>) -> 
             "it is set up already; after a restart use: strongbox-vault unlock".to_owned()
         }
         "WRONG_KEY" => {
-            "check the key in your password manager; wrong keys are slowed down after a few tries"
+            "check the key in your password manager (with shares: one was wrong, and each holder \
+             gives theirs again); wrong keys are slowed down after a few tries"
+                .to_owned()
+        }
+        "INVALID_SHARE" => {
+            "check the share for typos (it is case-sensitive); it was not counted, and the shares \
+             given so far are kept"
                 .to_owned()
         }
         "TOO_MANY_ATTEMPTS" => format!(
