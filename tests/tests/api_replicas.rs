@@ -11,6 +11,7 @@ use strongbox_tests::{ServiceProcess, TestDb, eventually, http_client};
 struct Replica {
     process: ServiceProcess,
     url: String,
+    ops: String,
 }
 
 async fn start(db: &TestDb) -> Replica {
@@ -23,7 +24,8 @@ async fn start(db: &TestDb) -> Replica {
     let mut process = ServiceProcess::start("strongbox-api", &["serve"], &env);
     let ready = process.wait_for_message("strongbox-api ready to serve").await;
     let url = format!("http://{}", ready["public"].as_str().unwrap());
-    Replica { process, url }
+    let ops = format!("http://{}", ready["ops"].as_str().unwrap());
+    Replica { process, url, ops }
 }
 
 impl Replica {
@@ -174,4 +176,130 @@ async fn admin_requests_are_logged_with_the_root_key_id_and_never_a_key() {
     assert_eq!(parsed["span"]["workspace_id"], made.workspace_id.as_str(), "{line}");
     assert!(!log.contains(&made.root_key), "the root key never appears in logs");
     assert!(!log.contains(&key), "a customer key never appears in logs");
+}
+
+/// Verifies `key` with `cost` through `replica`: the code and the credits it answered.
+async fn spend(replica: &Replica, root: &str, key: &str, cost: i64) -> (String, i64) {
+    let (status, body) =
+        replica.call(root, "keys.verifyKey", json!({"key": key, "credits": {"cost": cost}})).await;
+    assert_eq!(status, 200, "{body}");
+    let credits = body["data"]["credits"].as_i64().unwrap_or_else(|| panic!("{body}"));
+    (body["data"]["code"].as_str().unwrap().to_owned(), credits)
+}
+
+async fn remaining(replica: &Replica, root: &str, key_id: &str) -> i64 {
+    let (status, body) = replica.call(root, "keys.getKey", json!({"keyId": key_id})).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["credits"]["remaining"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn credits_stay_exact_with_concurrent_spends_on_two_replicas() {
+    let db = TestDb::new().await;
+    let root =
+        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
+            .await
+            .unwrap()
+            .root_key;
+    let replicas = [start(&db).await, start(&db).await];
+    let (_, body) = replicas[0].call(&root, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let create = |credits: i64| {
+        let (replica, root, api_id) = (&replicas[0], &root, &api_id);
+        async move {
+            let (_, body) = replica
+                .call(
+                    root,
+                    "keys.createKey",
+                    json!({"apiId": api_id, "credits": {"remaining": credits}}),
+                )
+                .await;
+            let d = &body["data"];
+            (d["keyId"].as_str().unwrap().to_owned(), d["key"].as_str().unwrap().to_owned())
+        }
+    };
+
+    // Cost 1, more verifications than credits: exactly one VALID answer per credit, each
+    // with its own count, and every refusal sees none left.
+    let (key_id, key) = create(300).await;
+    let answers = futures_util::future::join_all((0..480).map(|i| {
+        let (replica, root, key) = (&replicas[i % 2], &root, &key);
+        async move { spend(replica, root, key, 1).await }
+    }))
+    .await;
+    let mut left: Vec<i64> =
+        answers.iter().filter(|(code, _)| code == "VALID").map(|(_, left)| *left).collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..300).collect::<Vec<_>>(), "one VALID answer per credit, each exact");
+    for (code, left) in &answers {
+        assert!(code == "VALID" || (code == "USAGE_EXCEEDED" && *left == 0), "{code} {left}");
+    }
+    assert_eq!(remaining(&replicas[1], &root, &key_id).await, 0);
+
+    // Mixed costs, with getKey read on both replicas all along: what it reports only falls,
+    // and at the end it is the start less what the VALID answers spent.
+    let (key_id, key) = create(1000).await;
+    let costs = [1, 2, 5, 7, 3];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reader = async {
+        let mut seen = vec![1000];
+        while !stop.is_cancelled() {
+            for replica in &replicas {
+                let now = remaining(replica, &root, &key_id).await;
+                assert!(now <= *seen.last().unwrap(), "credits went back up: {seen:?} then {now}");
+                assert!(now >= 0);
+                seen.push(now);
+            }
+        }
+        seen
+    };
+    let spenders = async {
+        let answers = futures_util::future::join_all((0..400).map(|i| {
+            let (replica, root, key) = (&replicas[i % 2], &root, &key);
+            let cost = costs[i % costs.len()];
+            async move { (cost, spend(replica, root, key, cost).await) }
+        }))
+        .await;
+        stop.cancel();
+        answers
+    };
+    let (answers, seen) = tokio::join!(spenders, reader);
+    let spent: i64 =
+        answers.iter().filter(|(_, (code, _))| code == "VALID").map(|(cost, _)| cost).sum();
+    let mut after: Vec<i64> = answers
+        .iter()
+        .filter(|(_, (code, _))| code == "VALID")
+        .map(|(_, (_, left))| *left)
+        .collect();
+    after.sort_unstable();
+    after.dedup();
+    assert_eq!(
+        after.len(),
+        answers.iter().filter(|(_, (code, _))| code == "VALID").count(),
+        "two spends answered the same count"
+    );
+    for (cost, (code, left)) in &answers {
+        assert!(*left >= 0);
+        if code == "USAGE_EXCEEDED" {
+            assert!(left < cost, "refused a cost of {cost} with {left} left");
+        } else {
+            assert_eq!(code, "VALID");
+        }
+    }
+    assert!(spent > 900, "the credits were nearly all spent: {spent}");
+    assert_eq!(remaining(&replicas[0], &root, &key_id).await, 1000 - spent);
+    assert_eq!(remaining(&replicas[1], &root, &key_id).await, 1000 - spent);
+    assert!(seen.len() > 2, "getKey was read while spending");
+
+    // Concurrent spends of one key shared statements (the group commit) on each replica.
+    for replica in &replicas {
+        let metrics = strongbox_tests::stack::scrape(&replica.ops).await;
+        let (spends, statements) = (
+            metrics["strongbox_credit_spends_total"],
+            metrics["strongbox_credit_statements_total"],
+        );
+        assert!(spends >= 440.0, "{spends}");
+        assert!(statements < spends, "{statements} statements for {spends} spends");
+    }
+    drop(replicas);
 }

@@ -33,6 +33,14 @@ pub const METRICS: &[(&str, &str)] = &[
         "verifyKey outcomes, by code (VALID, NOT_FOUND, RATE_LIMITED, ...).",
     ),
     (
+        "strongbox_credit_spends_total",
+        "Credit spends written; with strongbox_credit_statements_total, how many share a statement.",
+    ),
+    (
+        "strongbox_credit_statements_total",
+        "Statements that wrote credit spends (concurrent spends of one key share one).",
+    ),
+    (
         "strongbox_cache_lookups_total",
         "Key and root-key cache lookups, by cache and result (hit, miss).",
     ),

@@ -5,11 +5,13 @@
 //!
 //! - [`apis`], [`keys`], [`root_keys`]: the admin calls.
 //! - [`verify`]: key verification and batched usage writes.
+//! - [`credits`]: the group commit of credit spends.
 //! - [`recovery`]: sealing and opening recoverable keys through the vault.
 //! - [`rewrap`]: moving stored ciphertexts to a keyring's newest DEK version.
 //! - [`workspaces`]: bootstrap and export, for the command line.
 
 pub mod apis;
+pub mod credits;
 pub mod keys;
 pub mod policy;
 pub mod recovery;
@@ -154,6 +156,7 @@ pub struct Service {
     cache: Arc<Cache>,
     limiter: Arc<Limiter>,
     touches: Arc<Touches>,
+    spends: Arc<credits::Spends>,
     vault: Option<Arc<VaultClient>>,
 }
 
@@ -165,6 +168,7 @@ impl Service {
             cache,
             limiter: Arc::new(Limiter::default()),
             touches: Arc::new(Touches::default()),
+            spends: Arc::new(credits::Spends::default()),
             vault,
         }
     }

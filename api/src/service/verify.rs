@@ -109,13 +109,11 @@ impl Service {
         let mut credits = None;
         if key.credits_remaining.is_some() {
             let start = key.refill.as_ref().map(|r| period_start(r, now));
-            let db = self.db().await?;
-            match store::keys::spend_credits(&db, &key.id, request.cost, start).await? {
-                Some(left) => credits = Some(left),
-                None => {
-                    let left = store::keys::credits(&db, &key.id).await?;
+            match self.spends.spend(&self.pool, &key.id, request.cost, start).await? {
+                Some(spent) if spent.applied => credits = Some(spent.left),
+                spent => {
                     self.touches.record(&key.id);
-                    return verdict(Code::UsageExceeded, left, Vec::new());
+                    return verdict(Code::UsageExceeded, spent.map(|s| s.left), Vec::new());
                 }
             }
         }

@@ -277,36 +277,60 @@ pub async fn delete(
     Ok(n == 1)
 }
 
-/// Spends `cost` credits atomically, refilling first when `period_start` is later than the last
-/// refill. Returns the credits left, or `None` when there were not enough.
+/// One spend in a batch: whether it was applied, and the credits left after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    /// Whether the credits covered it.
+    pub applied: bool,
+    /// The credits left after it.
+    pub left: i64,
+}
+
+/// Spends a batch of costs on one key in one statement, in order, each one only if the credits
+/// left after the ones before it cover it. The row is locked first, and a refill is applied once
+/// when `period_start` is later than the last refill. `None` when the key is gone or has
+/// unlimited credits.
+///
+/// The statement is the group commit of concurrent verifications of one key: one row lock and
+/// one round trip for all of them, and each caller still gets its own exact answer.
 pub async fn spend_credits(
     c: &impl GenericClient,
     id: &str,
-    cost: i64,
+    costs: &[i64],
     period_start: Option<OffsetDateTime>,
-) -> Result<Option<i64>, StoreError> {
-    let row = prepared::query_opt(c,
-            "WITH due AS (SELECT id, refill_interval IS NOT NULL AND $3::timestamptz IS NOT NULL \
-                 AND coalesce(last_refill_at, created_at) < $3 AS refill FROM keys WHERE id = $1) \
-             UPDATE keys k SET \
-                 credits_remaining = (CASE WHEN due.refill THEN k.refill_amount ELSE k.credits_remaining END) - $2, \
-                 last_refill_at = CASE WHEN due.refill THEN now() ELSE k.last_refill_at END \
-             FROM due WHERE k.id = due.id AND k.credits_remaining IS NOT NULL \
-                 AND (CASE WHEN due.refill THEN k.refill_amount ELSE k.credits_remaining END) >= $2 \
-             RETURNING k.credits_remaining",
-            &[&id, &cost, &period_start],
+) -> Result<Option<Vec<Spent>>, StoreError> {
+    let rows = prepared::query(c,
+            "WITH RECURSIVE locked AS ( \
+                 SELECT id, refill_interval IS NOT NULL AND $3::timestamptz IS NOT NULL \
+                     AND coalesce(last_refill_at, created_at) < $3 AS refill, \
+                     credits_remaining, refill_amount \
+                 FROM keys WHERE id = $1 AND credits_remaining IS NOT NULL FOR UPDATE), \
+             costs AS (SELECT cost, n FROM unnest($2::bigint[]) WITH ORDINALITY AS t(cost, n)), \
+             walk(n, left_over, applied) AS ( \
+                 SELECT 0::bigint, \
+                     CASE WHEN refill THEN coalesce(refill_amount, credits_remaining) \
+                         ELSE credits_remaining END, \
+                     true \
+                 FROM locked \
+                 UNION ALL \
+                 SELECT c.n, \
+                     CASE WHEN w.left_over >= c.cost THEN w.left_over - c.cost ELSE w.left_over END, \
+                     w.left_over >= c.cost \
+                 FROM walk w JOIN costs c ON c.n = w.n + 1), \
+             spent AS ( \
+                 UPDATE keys k SET \
+                     credits_remaining = (SELECT left_over FROM walk ORDER BY n DESC LIMIT 1), \
+                     last_refill_at = CASE WHEN l.refill THEN now() ELSE k.last_refill_at END \
+                 FROM locked l WHERE k.id = l.id RETURNING k.id) \
+             SELECT applied, left_over FROM walk WHERE n > 0 ORDER BY n",
+            &[&id, &costs, &period_start],
         )
         .await
         .context("spending credits")?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-/// Credits left now, for an answer when spending failed.
-pub async fn credits(c: &impl GenericClient, id: &str) -> Result<Option<i64>, StoreError> {
-    Ok(prepared::query_opt(c, "SELECT credits_remaining FROM keys WHERE id = $1", &[&id])
-        .await
-        .context("reading credits")?
-        .and_then(|r| r.get(0)))
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rows.iter().map(|r| Spent { applied: r.get(0), left: r.get(1) }).collect()))
 }
 
 /// What a credit operation found.
