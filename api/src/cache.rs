@@ -1,7 +1,7 @@
-//! In-process caches of key and root-key lookups, kept exact across replicas.
+//! In-process caches of key, root-key and API lookups, kept exact across replicas.
 //!
-//! Every change to a key or root key commits a NOTIFY on the api database (`key:<id>`,
-//! `root_key:<id>`); every replica LISTENs and drops the entry at once. The whole cache is
+//! Every change to a key, root key or API commits a NOTIFY on the api database (`key:<id>`,
+//! `root_key:<id>`, `api:<id>`); every replica LISTENs and drops the entry at once. The whole cache is
 //! dropped whenever the listening connection (re)connects, since notifications may have been
 //! missed; a short TTL is only the last fallback.
 
@@ -15,6 +15,7 @@ use strongbox_shared::db::DatabaseConfig;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::apis::Api;
 use crate::domain::keys::Key;
 use crate::domain::root_keys::RootKey;
 use crate::store::notify::CHANNEL;
@@ -42,6 +43,8 @@ pub struct Cache {
     epoch: AtomicU64,
     keys: RwLock<Map<Key>>,
     root_keys: RwLock<Map<RootKey>>,
+    /// APIs by id, for createKey and listKeys.
+    apis: RwLock<HashMap<String, Entry<Api>>>,
 }
 
 fn get<T>(map: &RwLock<Map<T>>, hash: &[u8; 32], ttl: Duration) -> Option<Arc<T>> {
@@ -72,6 +75,7 @@ impl Cache {
             epoch: AtomicU64::new(0),
             keys: RwLock::default(),
             root_keys: RwLock::default(),
+            apis: RwLock::default(),
         })
     }
 
@@ -108,6 +112,27 @@ impl Cache {
         }
     }
 
+    /// A cached API by id.
+    pub fn api(&self, id: &str) -> Option<Arc<Api>> {
+        let apis = self.apis.read().unwrap_or_else(|e| e.into_inner());
+        let found = apis.get(id).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.value.clone());
+        count_lookup("api", found)
+    }
+
+    /// Caches an API read at `epoch`, unless an invalidation happened since.
+    pub fn put_api_if_current(&self, api: Arc<Api>, epoch: u64) {
+        let mut apis = self.apis.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            apis.insert(api.id.clone(), Entry { value: api, at: Instant::now() });
+        }
+    }
+
+    /// Drops an API by id.
+    pub fn forget_api(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.apis.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
     /// Drops keys by id.
     pub fn forget_keys(&self, ids: &[String]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -127,6 +152,7 @@ impl Cache {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
         *self.root_keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
+        self.apis.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn apply(&self, payload: &str) {
@@ -135,6 +161,8 @@ impl Cache {
             forget(&self.keys, id);
         } else if let Some(id) = payload.strip_prefix("root_key:") {
             forget(&self.root_keys, id);
+        } else if let Some(id) = payload.strip_prefix("api:") {
+            self.apis.write().unwrap_or_else(|e| e.into_inner()).remove(id);
         } else {
             tracing::warn!(payload, "unknown api notification; dropping the whole cache");
             self.clear();

@@ -89,6 +89,37 @@ async fn changes_on_one_replica_apply_on_the_other_at_once() {
     a.call(&root, "apis.deleteApi", json!({"apiId": api_id})).await;
     b.becomes(&root, &key, "NOT_FOUND").await;
 
+    // APIs are cached too: b reads one, a renames it and opts it in to recoverable keys.
+    let (_, body) = a.call(&root, "apis.createApi", json!({"name": "before"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let recoverable = json!({"apiId": api_id, "recoverable": true});
+    assert_eq!(b.call(&root, "keys.createKey", recoverable.clone()).await.0, 412);
+    assert_eq!(
+        b.call(&root, "apis.getApi", json!({"apiId": api_id})).await.1["data"]["name"],
+        "before"
+    );
+    a.call(
+        &root,
+        "apis.updateApi",
+        json!({"apiId": api_id, "name": "after", "storeEncryptedKeys": true}),
+    )
+    .await;
+    eventually(Duration::from_secs(3), "b to see the rename", || async {
+        let (_, body) = b.call(&root, "apis.getApi", json!({"apiId": api_id})).await;
+        (body["data"]["name"] == "after").then_some(())
+    })
+    .await;
+    // Opted in now; these replicas have no vault, so the vault is what refuses.
+    let (status, body) = b.call(&root, "keys.createKey", recoverable).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "VAULT_UNAVAILABLE", "{body}");
+    a.call(&root, "apis.deleteApi", json!({"apiId": api_id})).await;
+    eventually(Duration::from_secs(3), "b to forget the deleted API", || async {
+        let (status, _) = b.call(&root, "keys.createKey", json!({"apiId": api_id})).await;
+        (status == 404).then_some(())
+    })
+    .await;
+
     let (_, body) =
         a.call(&root, "rootKeys.createKey", json!({"permissions": ["api.*.create_api"]})).await;
     let (rk_id, rk) = (
@@ -133,6 +164,17 @@ async fn a_reconnecting_listener_drops_the_whole_cache() {
         body["data"]["key"].as_str().unwrap().to_owned(),
     );
     assert_eq!(b.code(&root, &key).await, "VALID");
+    // An API deleted with no notification is still cached, so createKey meets the foreign key:
+    // a 404, not a 500, and the stale entry is dropped.
+    let (_, body) = b.call(&root, "apis.createApi", json!({"name": "gone"})).await;
+    let gone = body["data"]["apiId"].as_str().unwrap().to_owned();
+    assert_eq!(b.call(&root, "keys.createKey", json!({"apiId": gone})).await.0, 200);
+    client.execute("DELETE FROM apis WHERE id = $1", &[&gone]).await.unwrap();
+    for _ in 0..2 {
+        let (status, body) = b.call(&root, "keys.createKey", json!({"apiId": gone})).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
+    }
     // A change whose notification is lost: written without NOTIFY, while the listener is cut.
     client.execute("UPDATE keys SET enabled = false WHERE id = $1", &[&key_id]).await.unwrap();
     assert_eq!(b.code(&root, &key).await, "VALID", "still cached: nothing announced it");

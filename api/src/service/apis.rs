@@ -1,6 +1,7 @@
 //! `apis.*`: create, read, update (the recovery opt-in), delete, and the key listing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use strongbox_shared::permissions::{Action, Perm};
 use zeroize::Zeroizing;
@@ -44,9 +45,17 @@ pub struct KeyPage {
 impl Service {
     /// An API of the caller's workspace: 404 for missing or foreign ones.
     pub(crate) async fn api(&self, caller: &Principal, api_id: &str) -> Result<Api, ServiceError> {
-        store::apis::get(&self.db().await?, caller.workspace_id(), api_id)
+        let epoch = self.cache.epoch();
+        if let Some(api) = self.cache.api(api_id)
+            && api.workspace_id == caller.workspace_id()
+        {
+            return Ok(Api::clone(&api));
+        }
+        let api = store::apis::get(&self.db().await?, caller.workspace_id(), api_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("API {api_id} does not exist")))
+            .ok_or_else(|| ServiceError::NotFound(format!("API {api_id} does not exist")))?;
+        self.cache.put_api_if_current(Arc::new(api.clone()), epoch);
+        Ok(api)
     }
 
     /// `apis.createApi`. Returns the new API's id.
@@ -87,9 +96,12 @@ impl Service {
         if let Some(name) = &patch.name {
             check_name(name)?;
         }
-        if !store::apis::update(&self.db().await?, caller.workspace_id(), &api.id, &patch).await? {
+        let mut db = self.db().await?;
+        let tx = db.transaction().await.context("starting a transaction")?;
+        if !store::apis::update(&tx, caller.workspace_id(), &api.id, &patch).await? {
             return Err(ServiceError::NotFound(format!("API {api_id} does not exist")));
         }
+        self.commit(tx, Changed::default().and_api(&api.id)).await?;
         if let Some(on) = patch.store_encrypted_keys {
             tracing::info!(api_id = %api.id, store_encrypted_keys = on, "changed the recovery opt-in");
         }
@@ -103,7 +115,7 @@ impl Service {
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
         let deleted = store::apis::delete(&tx, caller.workspace_id(), &api.id).await?;
-        self.commit(tx, Changed::keys(deleted)).await
+        self.commit(tx, Changed::keys(deleted).and_api(&api.id)).await
     }
 
     /// `apis.listKeys`: a page of keys ordered by id, with plaintexts when asked to decrypt.

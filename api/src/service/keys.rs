@@ -5,6 +5,7 @@ use std::sync::Arc;
 use strongbox_shared::keys as keygen;
 use strongbox_shared::permissions::{Action, Perm};
 use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
 use zeroize::Zeroizing;
 
 use super::recovery::Mode;
@@ -125,23 +126,31 @@ impl Service {
         } else {
             None
         };
+        let hash = keygen::hash(&plaintext);
         let mut db = self.db().await?;
-        if new.external_id.is_none() && sealed.is_none() {
+        let inserted = match &new.external_id {
             // One statement needs no transaction around it: one round trip, not three.
-            store::keys::insert(&db, &key, &keygen::hash(&plaintext)).await?;
-        } else {
-            let tx = db.transaction().await.context("starting a transaction")?;
-            if let Some(external_id) = &new.external_id {
+            None => store::keys::insert(&db, &key, &hash, sealed.as_ref()).await,
+            Some(external_id) => {
+                let tx = db.transaction().await.context("starting a transaction")?;
                 let id =
                     store::keys::identity(&tx, caller.workspace_id(), external_id, &new_id("id")?)
                         .await?;
                 key.identity = Some((id, external_id.clone()));
+                let inserted = store::keys::insert(&tx, &key, &hash, sealed.as_ref()).await;
+                if inserted.is_ok() {
+                    self.commit(tx, Changed::nothing()).await?;
+                }
+                inserted
             }
-            store::keys::insert(&tx, &key, &keygen::hash(&plaintext)).await?;
-            if let Some(sealed) = &sealed {
-                store::encrypted::insert(&tx, caller.workspace_id(), sealed).await?;
+        };
+        if let Err(error) = inserted {
+            if error.sqlstate() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+                // Deleted since it was read (or cached).
+                self.cache.forget_api(&api.id);
+                return Err(ServiceError::NotFound(format!("API {} does not exist", api.id)));
             }
-            self.commit(tx, Changed::nothing()).await?;
+            return Err(error.into());
         }
         tracing::info!(key_id = %key.id, api_id = %api.id, "created key");
         Ok(Created { key_id: key.id, key: plaintext })
@@ -275,10 +284,7 @@ impl Service {
             last_used_at: None,
             ..current.clone()
         };
-        store::keys::insert(&tx, &new, &keygen::hash(&plaintext)).await?;
-        if let Some(sealed) = &sealed {
-            store::encrypted::insert(&tx, caller.workspace_id(), sealed).await?;
-        }
+        store::keys::insert(&tx, &new, &keygen::hash(&plaintext), sealed.as_ref()).await?;
         match expiration {
             None => {
                 store::keys::delete(&tx, caller.workspace_id(), &current.id).await?;

@@ -130,17 +130,24 @@ pub type Parsed<T> = Result<T, ServiceError>;
 pub(crate) struct Changed {
     keys: Vec<String>,
     root_keys: Vec<String>,
+    apis: Vec<String>,
 }
 
 impl Changed {
     /// Keys changed or deleted.
     pub(crate) fn keys(ids: impl IntoIterator<Item = String>) -> Self {
-        Self { keys: ids.into_iter().collect(), root_keys: Vec::new() }
+        Self { keys: ids.into_iter().collect(), ..Self::default() }
+    }
+
+    /// An API changed or was deleted, as well.
+    pub(crate) fn and_api(mut self, id: &str) -> Self {
+        self.apis.push(id.to_owned());
+        self
     }
 
     /// A root key changed or deleted.
     pub(crate) fn root_key(id: &str) -> Self {
-        Self { keys: Vec::new(), root_keys: vec![id.to_owned()] }
+        Self { root_keys: vec![id.to_owned()], ..Self::default() }
     }
 
     /// Nothing cached changed (an insert of something new).
@@ -204,12 +211,16 @@ impl Service {
     async fn commit(&self, tx: Transaction<'_>, changed: Changed) -> Result<(), ServiceError> {
         store::notify::keys(&tx, &changed.keys).await?;
         store::notify::root_keys(&tx, &changed.root_keys).await?;
+        store::notify::apis(&tx, &changed.apis).await?;
         tx.commit().await.context("committing")?;
         if !changed.keys.is_empty() {
             self.cache.forget_keys(&changed.keys);
         }
         for id in &changed.root_keys {
             self.cache.forget_root_key(id);
+        }
+        for id in &changed.apis {
+            self.cache.forget_api(id);
         }
         Ok(())
     }

@@ -18,21 +18,6 @@ pub struct Sealed {
     pub dek_version: i32,
 }
 
-/// Stores a ciphertext for a key inserted in the same transaction.
-pub async fn insert(
-    c: &impl GenericClient,
-    workspace_id: &str,
-    sealed: &Sealed,
-) -> Result<(), StoreError> {
-    prepared::execute(c,
-        "INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) VALUES ($1, $2, $3, $4, $5)",
-        &[&sealed.key_id, &workspace_id, &sealed.keyring, &sealed.ciphertext, &sealed.dek_version],
-    )
-    .await
-    .context("storing a ciphertext")?;
-    Ok(())
-}
-
 /// The ciphertexts of these keys (those that have one).
 pub async fn for_keys(
     c: &impl GenericClient,

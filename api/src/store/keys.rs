@@ -3,7 +3,9 @@
 use deadpool_postgres::GenericClient;
 use strongbox_shared::db::prepared;
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 
+use super::encrypted::Sealed;
 use super::{Context as _, StoreError};
 use crate::domain::keys::{
     CreditOp, CreditsPatch, Key, KeyPatch, Ratelimit, Refill, RefillInterval,
@@ -146,39 +148,68 @@ pub async fn identity(
     Ok(row.get(0))
 }
 
-/// Inserts a key with its hash.
-pub async fn insert(c: &impl GenericClient, key: &Key, hash: &[u8]) -> Result<(), StoreError> {
-    let identity_id = key.identity.as_ref().map(|(id, _)| id.as_str());
-    let (refill_amount, refill_interval, refill_day) = refill_columns(key.refill.as_ref());
-    prepared::execute(
-        c,
+macro_rules! insert_key {
+    () => {
         "INSERT INTO keys (id, workspace_id, api_id, hash, start, name, identity_id, meta, \
          permissions, expires_at, enabled, credits_remaining, refill_amount, refill_interval, \
          refill_day, ratelimits, prefix, byte_length) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        &[
-            &key.id,
-            &key.workspace_id,
-            &key.api_id,
-            &hash,
-            &key.start,
-            &key.name,
-            &identity_id,
-            &key.meta,
-            &key.permissions,
-            &key.expires_at,
-            &key.enabled,
-            &key.credits_remaining,
-            &refill_amount,
-            &refill_interval,
-            &refill_day,
-            &ratelimits_json(&key.ratelimits),
-            &key.prefix,
-            &key.byte_length,
-        ],
-    )
-    .await
-    .context("inserting a key")?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    };
+}
+const INSERT_KEY: &str = insert_key!();
+/// The key and its ciphertext in one statement, so they commit together with no transaction
+/// around them.
+const INSERT_SEALED_KEY: &str = concat!(
+    "WITH k AS (",
+    insert_key!(),
+    " RETURNING id, workspace_id) \
+     INSERT INTO encrypted_keys (key_id, workspace_id, keyring, ciphertext, dek_version) \
+     SELECT id, workspace_id, $19, $20, $21 FROM k"
+);
+
+/// Inserts a key with its hash and, for a recoverable key, its ciphertext. A missing API is a
+/// foreign-key violation.
+pub async fn insert(
+    c: &impl GenericClient,
+    key: &Key,
+    hash: &[u8],
+    sealed: Option<&Sealed>,
+) -> Result<(), StoreError> {
+    let identity_id = key.identity.as_ref().map(|(id, _)| id.as_str());
+    let (refill_amount, refill_interval, refill_day) = refill_columns(key.refill.as_ref());
+    let ratelimits = ratelimits_json(&key.ratelimits);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &key.id,
+        &key.workspace_id,
+        &key.api_id,
+        &hash,
+        &key.start,
+        &key.name,
+        &identity_id,
+        &key.meta,
+        &key.permissions,
+        &key.expires_at,
+        &key.enabled,
+        &key.credits_remaining,
+        &refill_amount,
+        &refill_interval,
+        &refill_day,
+        &ratelimits,
+        &key.prefix,
+        &key.byte_length,
+    ];
+    let statement = match sealed {
+        None => INSERT_KEY,
+        Some(sealed) => {
+            params.extend([
+                &sealed.keyring as &(dyn ToSql + Sync),
+                &sealed.ciphertext,
+                &sealed.dek_version,
+            ]);
+            INSERT_SEALED_KEY
+        }
+    };
+    prepared::execute(c, statement, &params).await.context("inserting a key")?;
     Ok(())
 }
 

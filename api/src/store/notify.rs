@@ -36,3 +36,17 @@ pub async fn root_keys(c: &impl GenericClient, ids: &[String]) -> Result<(), Sto
     }
     Ok(())
 }
+
+/// Tells every replica that these APIs changed.
+pub async fn apis(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    if !ids.is_empty() {
+        prepared::execute(
+            c,
+            "SELECT pg_notify($1, 'api:' || id) FROM unnest($2::text[]) AS id",
+            &[&CHANNEL, &ids],
+        )
+        .await
+        .context("announcing changed APIs")?;
+    }
+    Ok(())
+}
