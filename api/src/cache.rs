@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::apis::Api;
 use crate::domain::keys::Key;
-use crate::domain::root_keys::RootKey;
+use crate::service::policy::Authority;
 use crate::store::notify::CHANNEL;
 
 struct Entry<T> {
@@ -42,7 +42,7 @@ pub struct Cache {
     /// Bumped by every invalidation; a lookup that raced one does not cache what it read.
     epoch: AtomicU64,
     keys: RwLock<Map<Key>>,
-    root_keys: RwLock<Map<RootKey>>,
+    root_keys: RwLock<Map<Authority>>,
     /// APIs by id, for createKey and listKeys.
     apis: RwLock<HashMap<String, Entry<Api>>>,
 }
@@ -99,15 +99,15 @@ impl Cache {
     }
 
     /// A cached root key by hash.
-    pub fn root_key(&self, hash: &[u8; 32]) -> Option<Arc<RootKey>> {
+    pub fn root_key(&self, hash: &[u8; 32]) -> Option<Arc<Authority>> {
         count_lookup("root_key", get(&self.root_keys, hash, self.ttl))
     }
 
     /// Caches a root key read at `epoch`, unless an invalidation happened since.
-    pub fn put_root_key_if_current(&self, hash: [u8; 32], key: Arc<RootKey>, epoch: u64) {
+    pub fn put_root_key_if_current(&self, hash: [u8; 32], key: Arc<Authority>, epoch: u64) {
         let mut map = self.root_keys.write().unwrap_or_else(|e| e.into_inner());
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            map.hash_of.insert(key.id.clone(), hash);
+            map.hash_of.insert(key.id().to_owned(), hash);
             map.by_hash.insert(hash, Entry { value: key, at: Instant::now() });
         }
     }

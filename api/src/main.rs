@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use clap::Parser as _;
 
+/// mimalloc: under load, glibc's malloc and free took about a sixth of the api's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long the runtime waits, once the command has returned, for work it cannot cancel (a
 /// blocking task). `serve` has already spent its grace period by then; the process exits.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);

@@ -156,9 +156,13 @@ impl Changed {
     }
 }
 
-/// The api's service: everything a call needs, cheap to clone.
+/// The api's service: everything a call needs. A clone is one reference count, which matters
+/// because axum clones the state for every request.
 #[derive(Clone)]
-pub struct Service {
+pub struct Service(Arc<Parts>);
+
+/// What the service holds.
+pub struct Parts {
     pool: Pool,
     cache: Arc<Cache>,
     limiter: Arc<Limiter>,
@@ -167,17 +171,25 @@ pub struct Service {
     vault: Option<Arc<VaultClient>>,
 }
 
+impl std::ops::Deref for Service {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
 impl Service {
     /// A service over `pool`, with `vault` for recoverable keys when configured.
     pub fn new(pool: Pool, cache: Arc<Cache>, vault: Option<Arc<VaultClient>>) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             pool,
             cache,
             limiter: Arc::new(Limiter::default()),
             touches: Arc::new(Touches::default()),
             spends: Arc::new(credits::Spends::default()),
             vault,
-        }
+        }))
     }
 
     /// The database pool.

@@ -20,36 +20,53 @@ use crate::store;
 /// of it within milliseconds. See [`strongbox_shared::permissions::COVERS_BUDGET`].
 pub const CONTAINMENT_BUDGET: usize = 200_000;
 
+/// A root key as the cache keeps it: the row, and its permissions parsed once rather than on
+/// every request.
+#[derive(Debug)]
+pub struct Authority {
+    key: RootKey,
+    permissions: Arc<[Permission]>,
+}
+
+impl Authority {
+    /// Parses `key`'s permissions; one that no longer parses grants nothing.
+    pub fn new(key: RootKey) -> Self {
+        let permissions =
+            key.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect();
+        Self { key, permissions }
+    }
+
+    /// The root key's id.
+    pub fn id(&self) -> &str {
+        &self.key.id
+    }
+}
+
 /// An authenticated root key.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    key_id: String,
-    workspace_id: String,
-    /// As stored, to notice a change made while a request runs.
-    stored: Arc<[String]>,
-    permissions: Arc<[Permission]>,
-    expires_at: Option<OffsetDateTime>,
+    authority: Arc<Authority>,
 }
 
 impl Principal {
     /// The root key's id (logged as `auth.root_key`).
     pub fn key_id(&self) -> &str {
-        &self.key_id
+        &self.authority.key.id
     }
 
     /// The workspace it administers; nothing outside it is visible.
     pub fn workspace_id(&self) -> &str {
-        &self.workspace_id
+        &self.authority.key.workspace_id
     }
 
     /// When it stops working.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
-        self.expires_at
+        self.authority.key.expires_at
     }
 
     /// Whether the root key holds `needed`.
     pub fn holds(&self, needed: &Perm) -> bool {
-        allows(&self.permissions, needed)
+        allows(&self.authority.permissions, needed)
     }
 
     /// Refuses with 403 unless the root key holds `needed`.
@@ -63,7 +80,7 @@ impl Principal {
 
     /// An expiry for a root key this one makes: never later than its own.
     pub fn clamp_expiry(&self, wanted: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-        earliest(wanted, self.expires_at)
+        earliest(wanted, self.authority.key.expires_at)
     }
 
     /// Refuses unless every permission in `wanted` is one this root key could hold itself;
@@ -129,7 +146,7 @@ impl Principal {
         &self,
         wanted: Vec<Permission>,
     ) -> Result<Option<(usize, Uncovered)>, ServiceError> {
-        let held = self.permissions.clone();
+        let held = self.authority.permissions.clone();
         tokio::task::spawn_blocking(move || {
             let mut budget = Budget::new(CONTAINMENT_BUDGET);
             wanted.iter().enumerate().find_map(|(i, w)| {
@@ -153,9 +170,9 @@ impl Principal {
         match row {
             Some(k)
                 if k.enabled
-                    && k.expires_at == self.expires_at
+                    && k.expires_at == self.authority.key.expires_at
                     && k.expires_at.is_none_or(|t| t > OffsetDateTime::now_utc())
-                    && *k.permissions == *self.stored =>
+                    && k.permissions == self.authority.key.permissions =>
             {
                 Ok(())
             }
@@ -189,18 +206,19 @@ impl Service {
             return Err(invalid());
         }
         let hashed = strongbox_shared::keys::hash(token);
-        let key = match self.cache.root_key(&hashed) {
-            Some(key) => key,
+        let authority = match self.cache.root_key(&hashed) {
+            Some(authority) => authority,
             None => {
                 let epoch = self.cache.epoch();
                 let key = store::root_keys::by_hash(&self.db().await?, &hashed)
                     .await?
                     .ok_or_else(invalid)?;
-                let key = Arc::new(key);
-                self.cache.put_root_key_if_current(hashed, key.clone(), epoch);
-                key
+                let authority = Arc::new(Authority::new(key));
+                self.cache.put_root_key_if_current(hashed, authority.clone(), epoch);
+                authority
             }
         };
+        let key = &authority.key;
         if !key.enabled {
             return Err(ServiceError::Unauthenticated("the root key is disabled".to_owned()));
         }
@@ -210,12 +228,6 @@ impl Service {
         let span = tracing::Span::current();
         span.record("auth.root_key", key.id.as_str());
         span.record("workspace_id", key.workspace_id.as_str());
-        Ok(Principal {
-            key_id: key.id.clone(),
-            workspace_id: key.workspace_id.clone(),
-            stored: key.permissions.iter().cloned().collect(),
-            permissions: key.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect(),
-            expires_at: key.expires_at,
-        })
+        Ok(Principal { authority })
     }
 }
