@@ -92,8 +92,9 @@ impl SecretKey {
         self.seal_with_nonce(nonce, aad, plaintext)
     }
 
-    /// Sealing with a given nonce: only for known-answer tests, which need fixed output.
-    fn seal_with_nonce(
+    /// Sealing with a given nonce. The nonce must be fresh from the CSPRNG ([`seal`](Self::seal),
+    /// [`envelope::seal_all`]) or, in known-answer tests only, fixed.
+    pub(crate) fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
         aad: &[u8],

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::IntoResponse as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -67,7 +67,7 @@ pub async fn encrypt(
     State(state): State<AppState>,
     _: Caller<Api>,
     JsonBody(body): JsonBody<EncryptBody>,
-) -> Result<Json<Value>, VaultError> {
+) -> Result<Json<Encrypted>, VaultError> {
     let keyring = KeyringName::parse(&body.keyring)?;
     crate::audit::note(&body.keyring, body.items.len());
     check_batch(&state, body.items.len())?;
@@ -90,12 +90,15 @@ pub async fn encrypt(
         }
         items.push((plaintext, item.context));
     }
-    let sealed = state.vault.encrypt(&keyring, &items).await?;
-    let items: Vec<Value> = sealed
-        .into_iter()
-        .map(|s| json!({"ciphertext": s.ciphertext, "dek_version": s.dek_version}))
-        .collect();
-    Ok(Json(json!({"items": items})))
+    let items = state.vault.encrypt(&keyring, &items).await?;
+    Ok(Json(Encrypted { items }))
+}
+
+/// The answer of `/v1/encrypt`: `{"items":[{"ciphertext","dek_version"}]}`. Typed, since a
+/// `json!` map per item was a twentieth of a batch's time.
+#[derive(Serialize)]
+pub struct Encrypted {
+    items: Vec<crate::service::data::Sealed>,
 }
 
 fn cipher_items(

@@ -61,8 +61,8 @@ impl ItemError {
     }
 }
 
-/// One sealed item.
-#[derive(Debug, Clone)]
+/// One sealed item, as `/v1/encrypt` answers it.
+#[derive(Debug, Clone, Serialize)]
 pub struct Sealed {
     /// The ciphertext string.
     pub ciphertext: String,
@@ -147,13 +147,12 @@ impl Vault {
         let (version, dek) =
             self.dek_for_encryption(&mut client, &keys, keyring, items.len()).await?;
         let v = u32::try_from(version).map_err(|_| VaultError::Integrity)?;
-        items
-            .iter()
-            .map(|(plaintext, context)| {
-                let ct = envelope::seal(dek.key(), keyring.as_str(), v, context, plaintext)?;
-                Ok(Sealed { ciphertext: ct.encode(), dek_version: version })
-            })
-            .collect()
+        let items =
+            items.iter().map(|(plaintext, context)| (context.as_str(), plaintext.as_slice()));
+        Ok(envelope::seal_all(dek.key(), keyring.as_str(), v, items)?
+            .into_iter()
+            .map(|ct| Sealed { ciphertext: ct.encode(), dek_version: version })
+            .collect())
     }
 
     /// Opens the items that can be opened; the others get their own error.
