@@ -175,6 +175,20 @@ async fn a_reconnecting_listener_drops_the_whole_cache() {
         assert_eq!(status, 404, "{body}");
         assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
     }
+    // The recovery opt-in is always read fresh: an opt-out no replica heard of still counts.
+    let (_, body) = b.call(&root, "apis.createApi", json!({"name": "opted"})).await;
+    let opted = body["data"]["apiId"].as_str().unwrap().to_owned();
+    b.call(&root, "apis.updateApi", json!({"apiId": opted, "storeEncryptedKeys": true})).await;
+    assert_eq!(b.call(&root, "keys.createKey", json!({"apiId": opted})).await.0, 200, "cached");
+    let recoverable = json!({"apiId": opted, "recoverable": true});
+    assert_eq!(b.call(&root, "keys.createKey", recoverable.clone()).await.0, 503, "no vault here");
+    client
+        .execute("UPDATE apis SET store_encrypted_keys = false WHERE id = $1", &[&opted])
+        .await
+        .unwrap();
+    let (status, body) = b.call(&root, "keys.createKey", recoverable).await;
+    assert_eq!(status, 412, "{body}");
+
     // A change whose notification is lost: written without NOTIFY, while the listener is cut.
     client.execute("UPDATE keys SET enabled = false WHERE id = $1", &[&key_id]).await.unwrap();
     assert_eq!(b.code(&root, &key).await, "VALID", "still cached: nothing announced it");

@@ -51,11 +51,21 @@ impl Service {
         {
             return Ok(Api::clone(&api));
         }
-        let api = store::apis::get(&self.db().await?, caller.workspace_id(), api_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("API {api_id} does not exist")))?;
+        let api = self.api_fresh(caller, api_id).await?;
         self.cache.put_api_if_current(Arc::new(api.clone()), epoch);
         Ok(api)
+    }
+
+    /// An API as Postgres has it now, bypassing the cache: for the recovery opt-in, which
+    /// must not be read stale from a replica that has not yet heard of an opt-out.
+    pub(crate) async fn api_fresh(
+        &self,
+        caller: &Principal,
+        api_id: &str,
+    ) -> Result<Api, ServiceError> {
+        store::apis::get(&self.db().await?, caller.workspace_id(), api_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("API {api_id} does not exist")))
     }
 
     /// `apis.createApi`. Returns the new API's id.

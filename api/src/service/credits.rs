@@ -79,8 +79,12 @@ impl Spends {
                     break;
                 }
                 let take = queue.len().min(MOST);
-                queue.drain(..take).collect()
+                // A caller who went away before its spend was written is not charged.
+                queue.drain(..take).filter(|w| !w.answer.is_closed()).collect()
             };
+            if batch.is_empty() {
+                continue;
+            }
             metrics::counter!("strongbox_credit_statements_total").increment(1);
             metrics::counter!("strongbox_credit_spends_total").increment(batch.len() as u64);
             let costs: Vec<i64> = batch.iter().map(|w| w.cost).collect();

@@ -74,7 +74,11 @@ impl Service {
         recoverable: bool,
         new: Parsed<NewKey>,
     ) -> Result<Created, ServiceError> {
-        let api = self.api(caller, api_id).await?;
+        let api = if recoverable {
+            self.api_fresh(caller, api_id).await?
+        } else {
+            self.api(caller, api_id).await?
+        };
         caller.require(Perm::api(&api.id, Action::CreateKey))?;
         // A refused input is a 400 before any precondition (412) or the vault (503) is asked.
         let new = new?;
@@ -261,13 +265,13 @@ impl Service {
             !store::encrypted::for_keys(&self.db().await?, std::slice::from_ref(&old.id))
                 .await?
                 .is_empty();
-        let sealed = if was_recoverable && self.api(caller, &old.api_id).await?.store_encrypted_keys
-        {
-            caller.require(Perm::api(&old.api_id, Action::EncryptKey))?;
-            Some(self.seal(caller.workspace_id(), &new_key_id, &plaintext).await?)
-        } else {
-            None
-        };
+        let sealed =
+            if was_recoverable && self.api_fresh(caller, &old.api_id).await?.store_encrypted_keys {
+                caller.require(Perm::api(&old.api_id, Action::EncryptKey))?;
+                Some(self.seal(caller.workspace_id(), &new_key_id, &plaintext).await?)
+            } else {
+                None
+            };
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
         // Settings come from the row as it is now, locked: a rename or a spend committed since

@@ -330,13 +330,14 @@ pub async fn spend_credits(
     costs: &[i64],
     period_start: Option<OffsetDateTime>,
 ) -> Result<Option<Vec<Spent>>, StoreError> {
-    let rows = prepared::query(c,
-            "WITH RECURSIVE locked AS ( \
+    debug_assert!(costs.iter().all(|c| *c >= 0), "costs are checked on the way in");
+    let rows = prepared::query(
+        c,
+        "WITH RECURSIVE locked AS ( \
                  SELECT id, refill_interval IS NOT NULL AND $3::timestamptz IS NOT NULL \
                      AND coalesce(last_refill_at, created_at) < $3 AS refill, \
                      credits_remaining, refill_amount \
                  FROM keys WHERE id = $1 AND credits_remaining IS NOT NULL FOR UPDATE), \
-             costs AS (SELECT cost, n FROM unnest($2::bigint[]) WITH ORDINALITY AS t(cost, n)), \
              walk(n, left_over, applied) AS ( \
                  SELECT 0::bigint, \
                      CASE WHEN refill THEN coalesce(refill_amount, credits_remaining) \
@@ -344,20 +345,21 @@ pub async fn spend_credits(
                      true \
                  FROM locked \
                  UNION ALL \
-                 SELECT c.n, \
-                     CASE WHEN w.left_over >= c.cost THEN w.left_over - c.cost ELSE w.left_over END, \
-                     w.left_over >= c.cost \
-                 FROM walk w JOIN costs c ON c.n = w.n + 1), \
+                 SELECT w.n + 1, \
+                     CASE WHEN w.left_over >= ($2::bigint[])[w.n + 1] \
+                         THEN w.left_over - ($2::bigint[])[w.n + 1] ELSE w.left_over END, \
+                     w.left_over >= ($2::bigint[])[w.n + 1] \
+                 FROM walk w WHERE w.n < cardinality($2::bigint[])), \
              spent AS ( \
                  UPDATE keys k SET \
                      credits_remaining = (SELECT left_over FROM walk ORDER BY n DESC LIMIT 1), \
                      last_refill_at = CASE WHEN l.refill THEN now() ELSE k.last_refill_at END \
                  FROM locked l WHERE k.id = l.id RETURNING k.id) \
              SELECT applied, left_over FROM walk WHERE n > 0 ORDER BY n",
-            &[&id, &costs, &period_start],
-        )
-        .await
-        .context("spending credits")?;
+        &[&id, &costs, &period_start],
+    )
+    .await
+    .context("spending credits")?;
     if rows.is_empty() {
         return Ok(None);
     }

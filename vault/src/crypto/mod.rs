@@ -93,8 +93,9 @@ impl SecretKey {
     }
 
     /// Sealing with a given nonce. The nonce must be fresh from the CSPRNG ([`seal`](Self::seal),
-    /// [`envelope::seal_all`]) or, in known-answer tests only, fixed.
-    pub(crate) fn seal_with_nonce(
+    /// [`envelope::seal_all`]) or, in known-answer tests only, fixed. Private to this module and
+    /// its children.
+    fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
         aad: &[u8],
