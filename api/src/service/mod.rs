@@ -157,7 +157,7 @@ impl Changed {
 }
 
 /// The api's service: everything a call needs. A clone is one reference count, which matters
-/// because axum clones the state for every request.
+/// because the HTTP layer clones its state for every request.
 #[derive(Clone)]
 pub struct Service(Arc<Parts>);
 
