@@ -16,6 +16,7 @@ pub mod pki;
 pub mod process;
 pub mod services;
 pub mod soak;
+pub mod softhsm;
 pub mod stack;
 pub mod tempdir;
 

@@ -9,6 +9,7 @@
 pub mod aad;
 pub mod envelope;
 pub mod hierarchy;
+pub mod pkcs11;
 #[cfg(test)]
 mod properties;
 pub mod shares;
