@@ -28,6 +28,14 @@ async fn start(db: &TestDb) -> Replica {
     Replica { process, url, ops }
 }
 
+/// Bootstraps workspace `acme` and returns its root key.
+async fn root_key(db: &TestDb) -> String {
+    strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
+        .await
+        .unwrap()
+        .root_key
+}
+
 impl Replica {
     async fn call(&self, root: &str, call: &str, body: Value) -> (u16, Value) {
         let response = http_client()
@@ -59,11 +67,7 @@ impl Replica {
 async fn changes_on_one_replica_apply_on_the_other_at_once() {
     let db = TestDb::new().await;
     let a = start(&db).await;
-    let root =
-        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
-            .await
-            .unwrap()
-            .root_key;
+    let root = root_key(&db).await;
     let b = start(&db).await;
     let (_, body) = a.call(&root, "apis.createApi", json!({"name": "x"})).await;
     let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
@@ -140,11 +144,7 @@ async fn changes_on_one_replica_apply_on_the_other_at_once() {
 #[tokio::test]
 async fn a_reconnecting_listener_drops_the_whole_cache() {
     let db = TestDb::new().await;
-    let root =
-        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
-            .await
-            .unwrap()
-            .root_key;
+    let root = root_key(&db).await;
     let b = start(&db).await;
     let client = db.client().await;
     let listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
@@ -252,11 +252,7 @@ async fn remaining(replica: &Replica, root: &str, key_id: &str) -> i64 {
 #[tokio::test]
 async fn credits_stay_exact_with_concurrent_spends_on_two_replicas() {
     let db = TestDb::new().await;
-    let root =
-        strongbox_api::bootstrap(&strongbox_shared::db::DatabaseConfig::from_url(db.url()), "acme")
-            .await
-            .unwrap()
-            .root_key;
+    let root = root_key(&db).await;
     let replicas = [start(&db).await, start(&db).await];
     let (_, body) = replicas[0].call(&root, "apis.createApi", json!({"name": "x"})).await;
     let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();

@@ -11,42 +11,34 @@ pub const CHANNEL: &str = "strongbox_api";
 
 /// Tells every replica that these keys changed.
 pub async fn keys(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
-    if !ids.is_empty() {
-        prepared::execute(
-            c,
-            "SELECT pg_notify($1, 'key:' || id) FROM unnest($2::text[]) AS id",
-            &[&CHANNEL, &ids],
-        )
-        .await
-        .context("announcing changed keys")?;
-    }
-    Ok(())
+    announce(c, "key", ids, "announcing changed keys").await
 }
 
 /// Tells every replica that these root keys changed.
 pub async fn root_keys(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
-    if !ids.is_empty() {
-        prepared::execute(
-            c,
-            "SELECT pg_notify($1, 'root_key:' || id) FROM unnest($2::text[]) AS id",
-            &[&CHANNEL, &ids],
-        )
-        .await
-        .context("announcing changed root keys")?;
-    }
-    Ok(())
+    announce(c, "root_key", ids, "announcing changed root keys").await
 }
 
 /// Tells every replica that these APIs changed.
 pub async fn apis(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    announce(c, "api", ids, "announcing changed APIs").await
+}
+
+/// One `<kind>:<id>` notification per id.
+async fn announce(
+    c: &impl GenericClient,
+    kind: &str,
+    ids: &[String],
+    what: &'static str,
+) -> Result<(), StoreError> {
     if !ids.is_empty() {
         prepared::execute(
             c,
-            "SELECT pg_notify($1, 'api:' || id) FROM unnest($2::text[]) AS id",
-            &[&CHANNEL, &ids],
+            "SELECT pg_notify($1, $2 || ':' || id) FROM unnest($3::text[]) AS id",
+            &[&CHANNEL, &kind, &ids],
         )
         .await
-        .context("announcing changed APIs")?;
+        .context(what)?;
     }
     Ok(())
 }
