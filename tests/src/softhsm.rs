@@ -1,8 +1,13 @@
 //! Throwaway SoftHSM2 tokens. `ops/test` points `SOFTHSM2_CONF` at a configuration of its own
-//! (a token directory in its scratch space); each test makes a token with a label of its own
-//! there, so tests never share one and nothing reaches the system's token store.
+//! (a token directory in its scratch space), so nothing reaches the system's token store.
+//!
+//! SoftHSM2 reads its token directory once, when a process first initialises the module, so a
+//! token made later is invisible to that process. [`SoftToken::shared`] makes one token per test
+//! process before anything opens the module; tests in one process tell their keys apart by
+//! label. Under nextest each test is a process of its own, and so has a token of its own.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// Debian's SoftHSM2 module.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -16,17 +21,27 @@ pub struct SoftToken {
 }
 
 impl SoftToken {
+    /// This process's token, made on first use.
+    pub fn shared() -> &'static Self {
+        static TOKEN: OnceLock<SoftToken> = OnceLock::new();
+        TOKEN.get_or_init(Self::new)
+    }
+
     /// Makes a token in the first free slot.
-    pub fn new() -> Self {
+    fn new() -> Self {
         let conf = std::env::var("SOFTHSM2_CONF").unwrap_or_default();
         assert!(
-            !conf.is_empty(),
-            "SOFTHSM2_CONF is unset: run the PKCS#11 tests through ops/test, which makes a token \
-             directory of its own"
+            conf.contains("strongbox-test-softhsm"),
+            "SOFTHSM2_CONF is {conf:?}: run the PKCS#11 tests through ops/test, which makes a \
+             token directory of its own"
         );
         let id = strongbox_shared::id::new_id("t").unwrap();
         let label: String = id.chars().take(24).collect();
         let pin = format!("pin-{}", &id[id.len() - 8..]);
+        // Two processes initialising tokens at once can pick the same free slot: one at a time.
+        let lock_path = std::path::Path::new(&conf).with_file_name("init.lock");
+        let lock = std::fs::File::create(&lock_path).unwrap();
+        lock.lock().unwrap();
         let out = Command::new("softhsm2-util")
             .args(["--init-token", "--free", "--label", &label, "--pin", &pin, "--so-pin"])
             .arg(format!("so-{pin}"))
@@ -38,12 +53,7 @@ impl SoftToken {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        drop(lock);
         Self { label, pin }
-    }
-}
-
-impl Default for SoftToken {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -6,10 +6,16 @@
 //! token (and its PIN) learns nothing.
 //!
 //! Sealed form: `u8 version (1) ‖ 12-byte nonce ‖ AES-256-GCM ciphertext ‖ 16-byte tag`, the
-//! nonce drawn from the vault's CSPRNG, and the caller's associated data bound in.
+//! nonce drawn from the vault's CSPRNG (or the token's own, for one that replaces it), and the
+//! caller's associated data bound in.
 //!
 //! Every call blocks on the token: call it from a blocking task. Errors name what failed and
 //! never carry the PIN or any key material.
+//!
+//! Login state belongs to the token, for the whole process: while one session is logged in, a
+//! token answers a second login "already logged in" before it looks at the PIN. The PIN is
+//! checked by the first login, not by every call. Open the token once per process: SoftHSM2
+//! crashes when several threads initialise the module at the same time.
 
 use std::path::Path;
 
@@ -47,6 +53,10 @@ pub enum TokenError {
     /// The token refused the PIN.
     #[error("the PKCS#11 token refused the PIN")]
     WrongPin,
+    /// The token locked the PIN after too many wrong ones: an operator must unlock it on the
+    /// token. Never retried.
+    #[error("the PKCS#11 token has locked the PIN")]
+    PinLocked,
     /// The token holds no key with this label.
     #[error("the PKCS#11 token holds no key labelled {0:?}")]
     NoKey(String),
@@ -73,6 +83,7 @@ impl From<P11Error> for TokenError {
                 RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
                 _,
             ) => Self::WrongPin,
+            P11Error::Pkcs11(RvError::PinLocked, _) => Self::PinLocked,
             other => Self::Library(other.to_string()),
         }
     }
@@ -82,6 +93,9 @@ impl From<P11Error> for TokenError {
 pub struct Token {
     context: Pkcs11,
     slot: Slot,
+    /// SoftHSM2 up to 2.6 reports a failed GCM tag as CKR_GENERAL_ERROR; elsewhere that code
+    /// is a device fault and is reported as one.
+    general_error_is_bad_tag: bool,
 }
 
 impl std::fmt::Debug for Token {
@@ -100,9 +114,13 @@ impl Token {
             Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(failed(e.to_string())),
         }
+        let info = context.get_library_info()?;
+        let version = info.library_version();
+        let general_error_is_bad_tag = info.manufacturer_id().contains("SoftHSM")
+            && (version.major(), version.minor()) <= (2, 6);
         for slot in context.get_slots_with_token()? {
             if context.get_token_info(slot)?.label().trim_end() == token_label {
-                return Ok(Self { context, slot });
+                return Ok(Self { context, slot, general_error_is_bad_tag });
             }
         }
         Err(TokenError::NoToken(token_label.to_owned()))
@@ -119,15 +137,21 @@ impl Token {
 
     /// The one secret key labelled `label`, if any.
     fn find(session: &Session, label: &str) -> Result<Option<ObjectHandle>, TokenError> {
-        let found = session.find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])?;
+        let found = session.find_objects(&Self::template(label))?;
         match found.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),
             many => Err(TokenError::AmbiguousKey { label: label.to_owned(), count: many.len() }),
         }
+    }
+    /// What identifies a wrapping key: a secret AES key on the token, with this label.
+    fn template(label: &str) -> [Attribute; 4] {
+        [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]
     }
 
     fn key(session: &Session, label: &str) -> Result<ObjectHandle, TokenError> {
@@ -135,46 +159,85 @@ impl Token {
     }
 
     /// Makes the wrapping key `label` in the token unless it is there; `true` when it was made.
-    /// The key is AES-256, kept on the token, private, sensitive and not extractable.
+    /// The key is AES-256, kept on the token, private, sensitive, not extractable, and good for
+    /// encrypting and decrypting only.
+    ///
+    /// Two callers racing (two replicas initialising at once) may each make one. Each key
+    /// carries a random `CKA_ID`; afterwards every caller keeps the key with the lowest id and
+    /// destroys its own if that is not it, so exactly one remains.
     pub fn ensure_key(&self, pin: &AuthPin, label: &str) -> Result<bool, TokenError> {
         let session = self.session(pin)?;
         if Self::find(&session, label)?.is_some() {
             return Ok(false);
         }
         let length = u64::try_from(KEY_LEN).map_err(|e| TokenError::Library(e.to_string()))?;
-        session.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(length.into()),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-            ],
-        )?;
+        let mut id = vec![0u8; 16];
+        random_fill(&mut id).map_err(|e| TokenError::Library(e.to_string()))?;
+        let mut template = Self::template(label).to_vec();
+        template.extend([
+            Attribute::Id(id.clone()),
+            Attribute::ValueLen(length.into()),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+        ]);
+        let made = session.generate_key(&Mechanism::AesKeyGen, &template)?;
+        let all = session.find_objects(&Self::template(label))?;
+        if all.len() > 1 {
+            let mut lowest = id.clone();
+            for handle in all {
+                for attribute in session.get_attributes(handle, &[AttributeType::Id])? {
+                    if let Attribute::Id(other) = attribute
+                        && other < lowest
+                    {
+                        lowest = other;
+                    }
+                }
+            }
+            if lowest != id {
+                session.destroy_object(made)?;
+                return Ok(false);
+            }
+        }
         Ok(true)
     }
 
-    /// Whether the key `label` is sensitive and not extractable, as the token reports it.
+    /// Whether the key `label` was made in the token and has never been readable, as the token
+    /// reports it: local, always sensitive, never extractable, and 32 bytes long.
     pub fn key_is_held(&self, pin: &AuthPin, label: &str) -> Result<bool, TokenError> {
         let session = self.session(pin)?;
         let key = Self::key(&session, label)?;
-        let attributes =
-            session.get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable])?;
-        let (mut sensitive, mut extractable) = (false, true);
+        let attributes = session.get_attributes(
+            key,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+                AttributeType::Local,
+                AttributeType::ValueLen,
+            ],
+        )?;
+        let mut held = [false; 6];
         for attribute in attributes {
             match attribute {
-                Attribute::Sensitive(v) => sensitive = v,
-                Attribute::Extractable(v) => extractable = v,
+                Attribute::Sensitive(v) => held[0] = v,
+                Attribute::Extractable(v) => held[1] = !v,
+                Attribute::AlwaysSensitive(v) => held[2] = v,
+                Attribute::NeverExtractable(v) => held[3] = v,
+                Attribute::Local(v) => held[4] = v,
+                Attribute::ValueLen(n) => held[5] = usize::try_from(*n).ok() == Some(KEY_LEN),
                 _ => {}
             }
         }
-        Ok(sensitive && !extractable)
+        Ok(held.iter().all(|h| *h))
     }
 
     /// Seals `secret` under the key `label`, binding `aad`.
@@ -187,14 +250,14 @@ impl Token {
     ) -> Result<Vec<u8>, TokenError> {
         let session = self.session(pin)?;
         let key = Self::key(&session, label)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        random_fill(&mut nonce).map_err(|e| TokenError::Library(e.to_string()))?;
-        let mut iv = nonce;
+        let mut iv = [0u8; NONCE_LEN];
+        random_fill(&mut iv).map_err(|e| TokenError::Library(e.to_string()))?;
         let params = GcmParams::new(&mut iv, aad, tag_bits()?)?;
         let sealed = session.encrypt(&Mechanism::AesGcm(params), key, secret)?;
+        // Some HSMs ignore the caller's IV and write their own back: store the one used.
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(SEALED_V1);
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&iv);
         out.extend_from_slice(&sealed);
         Ok(out)
     }
@@ -220,15 +283,17 @@ impl Token {
         iv.copy_from_slice(nonce);
         let params = GcmParams::new(&mut iv, aad, tag_bits()?)?;
         match session.decrypt(&Mechanism::AesGcm(params), key, body) {
-            Ok(plain) => Ok(Zeroizing::new(plain)),
-            // A failed tag check is CKR_ENCRYPTED_DATA_INVALID in the standard; SoftHSM2
-            // answers CKR_GENERAL_ERROR for it.
+            Ok(plain) => Ok(Zeroizing::new(plain)), // A failed tag check: CKR_ENCRYPTED_DATA_INVALID in PKCS#11 2.40,
+            // CKR_AEAD_DECRYPT_FAILED (0x35) in 3.0, CKR_GENERAL_ERROR from SoftHSM2 up to 2.6.
             Err(P11Error::Pkcs11(
                 RvError::EncryptedDataInvalid
                 | RvError::EncryptedDataLenRange
-                | RvError::GeneralError,
+                | RvError::UnknownErrorCode(0x35),
                 _,
             )) => Err(TokenError::Authentication),
+            Err(P11Error::Pkcs11(RvError::GeneralError, _)) if self.general_error_is_bad_tag => {
+                Err(TokenError::Authentication)
+            }
             Err(e) => Err(e.into()),
         }
     }
