@@ -58,6 +58,11 @@ fn signal_group(pgid: u32, signal: &str) -> bool {
 }
 
 /// Four ports nothing listens on; the api and the vault take the next port too, for ops.
+///
+/// They come from below the kernel's ephemeral range (32768 and up here): a port the kernel
+/// hands out is free at the moment it is chosen, but by the time `ops/dev` binds it, seconds
+/// later, any test's outgoing connection or `bind(0)` may have taken it (and the api's ops port
+/// then failed with "Address already in use").
 struct Ports {
     api: u16,
     vault: u16,
@@ -66,29 +71,36 @@ struct Ports {
 }
 
 impl Ports {
+    /// First port of the range tried, and how many.
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+
     fn free() -> Self {
         // Held until all are chosen, so no two are the same.
         let mut held = Vec::new();
-        let mut pairs = Vec::new();
-        while pairs.len() < 2 {
-            let first = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = first.local_addr().unwrap().port();
-            held.push(first);
-            if port < u16::MAX
-                && let Ok(second) = TcpListener::bind(("127.0.0.1", port + 1))
-            {
-                held.push(second);
-                pairs.push(port);
+        let seed = std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let mut candidates = (0..Self::SPAN).map(move |i| {
+            u16::try_from(Self::LOW + (seed.wrapping_add(i.wrapping_mul(7_919)) % Self::SPAN))
+                .unwrap()
+        });
+        let mut take = |width: u16| -> u16 {
+            for port in candidates.by_ref() {
+                let listeners: Vec<_> = (0..width)
+                    .map_while(|k| TcpListener::bind(("127.0.0.1", port + k)).ok())
+                    .collect();
+                if listeners.len() == usize::from(width) {
+                    held.extend(listeners);
+                    return port;
+                }
             }
-        }
-        let mut single = || {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = listener.local_addr().unwrap().port();
-            held.push(listener);
-            port
+            panic!("no free ports between {} and {}", Self::LOW, Self::LOW + Self::SPAN);
         };
-        let (api_db, vault_db) = (single(), single());
-        Self { api: pairs[0], vault: pairs[1], api_db, vault_db }
+        let (api, vault) = (take(2), take(2));
+        let (api_db, vault_db) = (take(1), take(1));
+        Self { api, vault, api_db, vault_db }
     }
 }
 
