@@ -19,6 +19,33 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs binary `name` with `args`, no inherited environment, and `input` on its stdin; returns
+/// its exit code and its stdout parsed as JSON (panicking with both streams if it is not JSON).
+pub async fn run_json_with_stdin(
+    name: &str,
+    args: &[&str],
+    input: &str,
+) -> (i32, serde_json::Value) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        panic!("not JSON: {stdout} / {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), answer)
+}
+
 /// A running service binary whose JSON log lines are collected.
 pub struct ServiceProcess {
     child: Child,

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use strongbox_tests::process::binary;
 use strongbox_tests::{SERVER_KEY, TestDb, eventually, spawn_api, spawn_vault};
 
 #[derive(Debug)]
@@ -23,25 +22,15 @@ async fn audit_verify(db: &TestDb) -> (i32, Value) {
 }
 
 async fn audit_verify_with(db: &TestDb, extra: &[&str]) -> (i32, Value) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut child = tokio::process::Command::new(binary("strongbox-vault"))
-        .args(["audit", "verify", "--output", "json", "--key-stdin", "--database-url", db.url()])
-        .args(extra)
-        .env_clear()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{SERVER_KEY}\n").as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let verdict = serde_json::from_str(&stdout).unwrap_or_else(|_| {
-        panic!("not JSON: {stdout} / {}", String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().unwrap_or(-1), verdict)
+    let mut args =
+        vec!["audit", "verify", "--output", "json", "--key-stdin", "--database-url", db.url()];
+    args.extend_from_slice(extra);
+    strongbox_tests::process::run_json_with_stdin(
+        "strongbox-vault",
+        &args,
+        &format!("{SERVER_KEY}\n"),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -135,7 +135,6 @@ async fn a_wrong_complete_set_is_refused_discarded_and_throttled() {
 
 #[tokio::test]
 async fn share_unlocks_on_a_fresh_replica_keep_the_audit_chain_verifiable() {
-    use tokio::io::AsyncWriteExt as _;
     let db = TestDb::new().await;
     let (a, shares) = shares_vault(&db, 3, 2, &[]).await;
     a.encrypt("ws_audit_shares", &["keyed"]).await;
@@ -147,35 +146,13 @@ async fn share_unlocks_on_a_fresh_replica_keep_the_audit_chain_verifiable() {
     progress(share(&b, &shares[2]).await, false, 1, "");
     progress(share(&b, &shares[0]).await, true, 0, "");
     b.encrypt("ws_audit_shares", &["after"]).await;
-    let mut child =
-        tokio::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
-            .args([
-                "audit",
-                "verify",
-                "--output",
-                "json",
-                "--shares-stdin",
-                "--database-url",
-                db.url(),
-            ])
-            .env_clear()
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{}\n{}\n", shares[1], shares[0]).as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let verdict: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|_| panic!("{stdout} / {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(
-        (out.status.code(), verdict["result"].as_str()),
-        (Some(0), Some("intact")),
-        "{verdict}"
-    );
+    let (code, verdict) = strongbox_tests::process::run_json_with_stdin(
+        "strongbox-vault",
+        &["audit", "verify", "--output", "json", "--shares-stdin", "--database-url", db.url()],
+        &format!("{}\n{}\n", shares[1], shares[0]),
+    )
+    .await;
+    assert_eq!((code, verdict["result"].as_str()), (0, Some("intact")), "{verdict}");
 }
 
 #[tokio::test]
