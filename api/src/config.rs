@@ -41,6 +41,79 @@ pub struct ApiConfig {
     /// `[audit]`: the decrypt audit table.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[ratelimit]`: rate limits shared by every replica.
+    #[serde(default)]
+    pub ratelimit: RatelimitConfig,
+}
+
+/// What a replica does when the shared rate-limit state (the api database) does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Count on this replica alone, against its share of the limit (the limit over the number
+    /// of live replicas last seen).
+    Local,
+    /// Admit.
+    Allow,
+    /// Refuse (`RATE_LIMITED`).
+    Deny,
+}
+
+impl OnUnavailable {
+    /// As configured and as the fallback metric labels it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// `[ratelimit]`: counts live in the api database; each replica leases units ahead while a
+/// limit is far from full, so most checks cost no round trip.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatelimitConfig {
+    /// What to do when the database does not answer in time: `local`, `allow` or `deny`.
+    #[serde(default = "default_on_unavailable")]
+    pub on_unavailable: OnUnavailable,
+    /// How long a check waits for the database before falling back, in milliseconds.
+    #[serde(default = "default_ratelimit_timeout")]
+    pub timeout_ms: u64,
+    /// After a failed round trip, how long checks fall back before trying again, in ms.
+    #[serde(default = "default_ratelimit_retry")]
+    pub retry_after_ms: u64,
+    /// How often each replica writes its heartbeat and counts the live ones, in ms.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+}
+
+fn default_on_unavailable() -> OnUnavailable {
+    OnUnavailable::Local
+}
+
+fn default_ratelimit_timeout() -> u64 {
+    250
+}
+
+fn default_ratelimit_retry() -> u64 {
+    1_000
+}
+
+fn default_heartbeat() -> u64 {
+    5_000
+}
+
+impl Default for RatelimitConfig {
+    fn default() -> Self {
+        Self {
+            on_unavailable: default_on_unavailable(),
+            timeout_ms: default_ratelimit_timeout(),
+            retry_after_ms: default_ratelimit_retry(),
+            heartbeat_ms: default_heartbeat(),
+        }
+    }
 }
 
 /// `[audit]`: every decrypt writes a row to `decrypt_audit`; rows older than the retention are

@@ -1,12 +1,38 @@
-//! Rate limits of keys, per replica: a fixed window per (key, limit name). With N replicas a
-//! key may get up to N× its limit; the README says so.
+//! Rate limits that hold across every api replica.
+//!
+//! The counts live in the api database (`ratelimit_windows`, a sliding window: this window's
+//! count plus the previous one's, weighted by how much of it still overlaps). A replica never
+//! counts on its own; it takes units from the database, and while a limit is far from full it
+//! takes a **lease**: the units it needs plus a share of what is left (a quarter divided by the
+//! number of live replicas). Later checks spend the lease without a round trip. Near the limit
+//! the leases shrink to what each check needs, so every check is decided by the database.
+//!
+//! A leased unit is counted as used whether or not it is spent, so leases can only refuse early,
+//! never admit beyond the limit: the admitted count per window is at most the limit, and at
+//! least the limit minus the units leased to replicas that then saw no more traffic.
+//!
+//! When the database does not answer within `ratelimit.timeout_ms`, `ratelimit.on_unavailable`
+//! decides for the next `retry_after_ms`: count locally against this replica's share of the
+//! limit (`local`), admit (`allow`) or refuse (`deny`). Each fallback counts in
+//! `strongbox_ratelimit_fallbacks_total`, and each failed round trip writes one log line.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Windows kept before stale ones are pruned.
-const PRUNE_AT: usize = 100_000;
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{OnUnavailable, RatelimitConfig};
+use crate::store;
+
+/// Buckets kept before idle ones are pruned at the next heartbeat.
+const PRUNE_AT: usize = 10_000;
+/// A refusal is remembered at least this long (bounded by the window's end), so a caller
+/// hammering a full limit costs the database at most this many round trips per second per
+/// replica.
+const MIN_REFUSAL: Duration = Duration::from_millis(10);
 
 /// The outcome of one limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,10 +45,62 @@ pub struct Outcome {
     pub reset: i64,
 }
 
-/// Counters of one replica.
+/// One check: `cost` units of `bucket`, limited to `limit` per `duration` ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// What is counted: `k:<keyId>:…`, `i:<identityId>:…`, `n:<namespaceId>:…`.
+    pub bucket: &'a str,
+    /// Units per window.
+    pub limit: i64,
+    /// Window, ms (at least 1).
+    pub duration: i64,
+    /// Units this check takes.
+    pub cost: i64,
+}
+
+/// What this replica holds of one bucket.
 #[derive(Default)]
+struct Lease {
+    /// The limit the lease was taken under; a different limit goes back to the database.
+    limit: i64,
+    /// The window's end on this replica's clock; the lease is void after it.
+    ends: Option<Instant>,
+    /// The window's end, Unix ms by the database's clock.
+    reset: i64,
+    /// Units leased and not yet spent.
+    stock: i64,
+    /// What the database had left after the last grant.
+    left: i64,
+    /// The last refusal holds until then.
+    refused_until: Option<Instant>,
+}
+
+impl Lease {
+    fn valid(&self, limit: i64, now: Instant) -> bool {
+        self.limit == limit && self.ends.is_some_and(|e| now < e)
+    }
+}
+
+/// A sliding window counted on this replica alone, for the `local` fallback.
+#[derive(Clone, Copy)]
+struct LocalWindow {
+    duration: i64,
+    start: i64,
+    current: i64,
+    previous: i64,
+}
+
+/// The limiter of one replica.
 pub struct Limiter {
-    windows: Mutex<HashMap<(String, String), (i64, i64)>>,
+    config: RatelimitConfig,
+    /// This replica's heartbeat id.
+    replica: String,
+    buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Lease>>>>,
+    local: Mutex<HashMap<String, LocalWindow>>,
+    /// Live replicas at the last heartbeat (1 until one is seen).
+    replicas: AtomicI64,
+    /// Until then, checks fall back without trying the database.
+    down_until: Mutex<Option<Instant>>,
 }
 
 fn now_ms() -> i64 {
@@ -32,25 +110,201 @@ fn now_ms() -> i64 {
 }
 
 impl Limiter {
-    /// Counts `cost` against `limit` per `duration` ms for (`key_id`, `name`).
-    pub fn hit(&self, key_id: &str, name: &str, limit: i64, duration: i64, cost: i64) -> Outcome {
+    /// A limiter for one replica.
+    pub fn new(config: RatelimitConfig) -> Self {
+        let replica = strongbox_shared::id::new_id("replica")
+            .unwrap_or_else(|_| format!("replica_{}_{}", std::process::id(), now_ms()));
+        Self {
+            config,
+            replica,
+            buckets: Mutex::default(),
+            local: Mutex::default(),
+            replicas: AtomicI64::new(1),
+            down_until: Mutex::new(None),
+        }
+    }
+
+    /// Live replicas at the last heartbeat.
+    pub fn replicas(&self) -> i64 {
+        self.replicas.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Counts `check` against the limit shared by every replica.
+    pub async fn hit(&self, pool: &Pool, check: Check<'_>) -> Outcome {
+        let check = Check { duration: check.duration.max(1), ..check };
+        let lease = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            buckets.entry(check.bucket.to_owned()).or_default().clone()
+        };
+        let mut lease = lease.lock().await;
+        let now = Instant::now();
+        if lease.valid(check.limit, now) {
+            if lease.stock >= check.cost {
+                lease.stock -= check.cost;
+                return Outcome {
+                    exceeded: false,
+                    remaining: lease.left + lease.stock,
+                    reset: lease.reset,
+                };
+            }
+            if lease.refused_until.is_some_and(|t| now < t) {
+                return Outcome {
+                    exceeded: true,
+                    remaining: lease.left + lease.stock,
+                    reset: lease.reset,
+                };
+            }
+        } else {
+            *lease = Lease::default();
+        }
+        if self.down_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| now < t) {
+            return self.fallback(check);
+        }
+        let need = check.cost - lease.stock;
+        let share = 0.25 / self.replicas() as f64;
+        let sent = Instant::now();
+        let taken = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), async {
+            let client = pool.get().await.map_err(anyhow::Error::new)?;
+            store::ratelimit::take(&client, check.bucket, check.limit, check.duration, need, share)
+                .await
+                .map_err(anyhow::Error::new)
+        })
+        .await;
+        metrics::counter!("strongbox_ratelimit_round_trips_total").increment(1);
+        let taken = match taken {
+            Ok(Ok(taken)) => taken,
+            Ok(Err(error)) => return self.trip(check, &format!("{error:#}")),
+            Err(_) => return self.trip(check, "no answer within ratelimit.timeout_ms"),
+        };
+        // The window's end, measured from when the request left: never later than the
+        // database's own end.
+        let window_left = (taken.window_start + check.duration - taken.now_ms).max(0);
+        let ends = sent + Duration::from_millis(u64::try_from(window_left).unwrap_or(0));
+        if !lease.valid(check.limit, now) {
+            *lease = Lease { limit: check.limit, ends: Some(ends), ..Lease::default() };
+        }
+        lease.reset = taken.window_start + check.duration;
+        lease.left = (check.limit - taken.used).max(0);
+        let admitted = taken.granted > 0 || (need <= 0 && taken.used <= check.limit);
+        if admitted {
+            lease.stock += taken.granted - check.cost;
+            lease.refused_until = None;
+            Outcome { exceeded: false, remaining: lease.left + lease.stock, reset: lease.reset }
+        } else {
+            // Units free up no faster than the previous window's weight decays: at most
+            // limit/duration per ms.
+            let unit = Duration::from_millis(
+                u64::try_from(check.duration / check.limit.max(1)).unwrap_or(0),
+            );
+            lease.refused_until = Some(ends.min(now + unit.max(MIN_REFUSAL)));
+            Outcome { exceeded: true, remaining: lease.left + lease.stock, reset: lease.reset }
+        }
+    }
+
+    /// A round trip failed: fall back for `retry_after_ms`, and say so once.
+    fn trip(&self, check: Check<'_>, why: &str) -> Outcome {
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + Duration::from_millis(self.config.retry_after_ms));
+        tracing::warn!(
+            error = why,
+            on_unavailable = self.config.on_unavailable.as_str(),
+            retry_after_ms = self.config.retry_after_ms,
+            "the shared rate-limit state did not answer; falling back"
+        );
+        self.fallback(check)
+    }
+
+    fn fallback(&self, check: Check<'_>) -> Outcome {
+        let mode = self.config.on_unavailable;
+        metrics::counter!("strongbox_ratelimit_fallbacks_total", "mode" => mode.as_str())
+            .increment(1);
         let now = now_ms();
-        let duration = duration.max(1);
-        let window = now / duration;
-        let reset = (window + 1) * duration;
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= PRUNE_AT {
-            windows.retain(|_, (w, _)| *w * duration >= now - 86_400_000);
+        let reset = now - now % check.duration + check.duration;
+        match mode {
+            OnUnavailable::Allow => {
+                Outcome { exceeded: false, remaining: (check.limit - check.cost).max(0), reset }
+            }
+            OnUnavailable::Deny => Outcome { exceeded: true, remaining: 0, reset },
+            OnUnavailable::Local => self.local(check, now),
         }
-        let entry = windows.entry((key_id.to_owned(), name.to_owned())).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+    }
+
+    /// This replica's share of the limit, counted in a sliding window of its own.
+    fn local(&self, check: Check<'_>, now: i64) -> Outcome {
+        let n = self.replicas();
+        let limit = check.limit / n + i64::from(check.limit % n != 0);
+        let start = now - now % check.duration;
+        let reset = start + check.duration;
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.len() >= PRUNE_AT {
+            local.retain(|_, w| w.start + 2 * w.duration > now);
         }
-        if entry.1 + cost > limit {
-            return Outcome { exceeded: true, remaining: (limit - entry.1).max(0), reset };
+        let w = local.entry(check.bucket.to_owned()).or_insert(LocalWindow {
+            duration: check.duration,
+            start,
+            current: 0,
+            previous: 0,
+        });
+        if w.start != start || w.duration != check.duration {
+            let previous = if w.start + check.duration == start { w.current } else { 0 };
+            *w = LocalWindow { duration: check.duration, start, current: 0, previous };
         }
-        entry.1 += cost;
-        Outcome { exceeded: false, remaining: limit - entry.1, reset }
+        let overlap = i128::from(check.duration - (now - start));
+        let weighted = i128::from(w.previous) * overlap / i128::from(check.duration);
+        let used = w.current + i64::try_from(weighted).unwrap_or(i64::MAX);
+        if limit - used < check.cost {
+            return Outcome { exceeded: true, remaining: (limit - used).max(0), reset };
+        }
+        w.current += check.cost;
+        Outcome { exceeded: false, remaining: limit - used - check.cost, reset }
+    }
+
+    /// Writes this replica's heartbeat every `heartbeat_ms`, counts the live replicas, and sweeps
+    /// old windows; removes the heartbeat when `stop` is cancelled.
+    pub fn spawn_heartbeat(self: Arc<Self>, pool: Pool, stop: CancellationToken) {
+        tokio::spawn(async move {
+            let every = Duration::from_millis(self.config.heartbeat_ms.max(10));
+            let live_ms = i64::try_from(every.as_millis() * 3).unwrap_or(i64::MAX);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut beats: u64 = 0;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(error) = self.beat(&pool, live_ms, beats.is_multiple_of(60)).await {
+                    tracing::debug!(error = format!("{error:#}"), "rate-limit heartbeat failed");
+                }
+                self.prune();
+                beats += 1;
+            }
+            if let Ok(client) = pool.get().await {
+                let _ = store::ratelimit::leave(&client, &self.replica).await;
+            }
+        });
+    }
+
+    async fn beat(&self, pool: &Pool, live_ms: i64, sweep: bool) -> anyhow::Result<()> {
+        let client = pool.get().await?;
+        let live = store::ratelimit::heartbeat(&client, &self.replica, live_ms).await?;
+        self.replicas.store(live.max(1), Ordering::Relaxed);
+        metrics::gauge!("strongbox_ratelimit_replicas").set(live.max(1) as f64);
+        if sweep {
+            store::ratelimit::sweep(&client).await?;
+        }
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= PRUNE_AT {
+            buckets.retain(|_, lease| {
+                Arc::strong_count(lease) > 1
+                    || lease.try_lock().map_or(true, |l| l.ends.is_some_and(|e| now < e))
+            });
+        }
     }
 }
 
@@ -58,13 +312,27 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    fn limiter(mode: OnUnavailable) -> Limiter {
+        Limiter::new(RatelimitConfig { on_unavailable: mode, ..RatelimitConfig::default() })
+    }
+
     #[test]
-    fn a_window_allows_its_limit_then_refuses() {
-        let limiter = Limiter::default();
-        let a: Vec<bool> = (0..4).map(|_| limiter.hit("k", "n", 3, 60_000, 1).exceeded).collect();
-        assert_eq!(a, vec![false, false, false, true]);
-        assert!(!limiter.hit("k", "other", 3, 60_000, 1).exceeded);
-        assert!(!limiter.hit("k2", "n", 3, 60_000, 1).exceeded);
-        assert!(limiter.hit("k3", "n", 3, 60_000, 4).exceeded, "cost counts");
+    fn the_local_fallback_counts_this_replicas_share() {
+        let limiter = limiter(OnUnavailable::Local);
+        limiter.replicas.store(3, Ordering::Relaxed);
+        let check = Check { bucket: "k", limit: 10, duration: 3_600_000, cost: 1 };
+        // ceil(10 / 3) = 4 on this replica.
+        let admitted = (0..10).filter(|_| !limiter.fallback(check).exceeded).count();
+        assert_eq!(admitted, 4);
+        assert!(!limiter.fallback(Check { bucket: "other", ..check }).exceeded);
+    }
+
+    #[test]
+    fn allow_and_deny_decide_without_counting() {
+        let check = Check { bucket: "k", limit: 1, duration: 1000, cost: 1 };
+        let allow = limiter(OnUnavailable::Allow);
+        assert!((0..5).all(|_| !allow.fallback(check).exceeded));
+        let deny = limiter(OnUnavailable::Deny);
+        assert!(deny.fallback(check).exceeded);
     }
 }

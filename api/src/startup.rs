@@ -63,6 +63,7 @@ impl Application {
                 service: Service::new(
                     pool,
                     Cache::new(Duration::from_secs(config.cache.ttl_seconds)),
+                    Arc::new(crate::ratelimit::Limiter::new(config.ratelimit.clone())),
                     match &config.vault {
                         Some(v) => Some(Arc::new(
                             crate::vault_client::VaultClient::new(v)
@@ -106,6 +107,7 @@ impl Application {
         let token = self.shutdown;
         let service = self.state.service.clone();
         crate::cache::spawn_listener(service.cache().clone(), self.database.clone(), token.clone());
+        service.limiter().clone().spawn_heartbeat(service.pool().clone(), token.clone());
         if let Some(vault) = service.vault() {
             vault.spawn_reloader(token.clone());
             if self.rewrap.interval_ms > 0 {

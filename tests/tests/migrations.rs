@@ -33,7 +33,8 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
             "V1__create_workspaces",
             "V2__create_apis_and_keys",
             "V3__create_encrypted_keys",
-            "V4__create_rewrap_progress"
+            "V4__create_rewrap_progress",
+            "V5__shared_rate_limits"
         ]
     );
     for table in [
@@ -45,6 +46,10 @@ async fn api_migrations_build_the_schema_on_an_empty_database() {
         "encrypted_keys",
         "decrypt_audit",
         "rewrap_progress",
+        "ratelimit_windows",
+        "api_replicas",
+        "ratelimit_namespaces",
+        "ratelimit_overrides",
     ] {
         assert!(table_exists(&db, table).await, "{table}");
     }

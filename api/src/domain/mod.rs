@@ -4,6 +4,7 @@
 
 pub mod apis;
 pub mod keys;
+pub mod ratelimit;
 pub mod root_keys;
 pub mod verify;
 

@@ -44,6 +44,15 @@ pub const METRICS: &[(&str, &str)] = &[
         "strongbox_cache_lookups_total",
         "Key and root-key cache lookups, by cache and result (hit, miss).",
     ),
+    (
+        "strongbox_ratelimit_round_trips_total",
+        "Rate-limit checks that went to the database (the rest spent a lease held by this replica).",
+    ),
+    (
+        "strongbox_ratelimit_fallbacks_total",
+        "Rate-limit checks decided by ratelimit.on_unavailable because the database did not answer, by mode.",
+    ),
+    ("strongbox_ratelimit_replicas", "Live api replicas seen at the last heartbeat."),
     ("strongbox_vault_client_calls_total", "Calls to the vault, by route template."),
     (
         "strongbox_vault_client_errors_total",

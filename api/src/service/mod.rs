@@ -181,11 +181,16 @@ impl std::ops::Deref for Service {
 
 impl Service {
     /// A service over `pool`, with `vault` for recoverable keys when configured.
-    pub fn new(pool: Pool, cache: Arc<Cache>, vault: Option<Arc<VaultClient>>) -> Self {
+    pub fn new(
+        pool: Pool,
+        cache: Arc<Cache>,
+        limiter: Arc<Limiter>,
+        vault: Option<Arc<VaultClient>>,
+    ) -> Self {
         Self(Arc::new(Parts {
             pool,
             cache,
-            limiter: Arc::new(Limiter::default()),
+            limiter,
             touches: Arc::new(Touches::default()),
             spends: Arc::new(credits::Spends::default()),
             vault,
@@ -200,6 +205,11 @@ impl Service {
     /// The key and root-key caches.
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// The rate limiter shared by every replica.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// Pending `last_used_at` writes.

@@ -12,6 +12,7 @@ use super::{Principal, Service, ServiceError};
 use crate::domain::Invalid;
 use crate::domain::keys::Key;
 use crate::domain::verify::{Code, LimitResult, Verdict, VerifyRequest, period_start, precheck};
+use crate::ratelimit::Check;
 use crate::store;
 
 impl Service {
@@ -127,8 +128,10 @@ impl Service {
                 asked.and_then(|a| a.limit).unwrap_or(limit.limit),
                 asked.and_then(|a| a.duration).unwrap_or(limit.duration),
             );
-            let outcome =
-                self.limiter.hit(&key.id, &limit.name, max, duration, asked.map_or(1, |a| a.cost));
+            let bucket = format!("k:{}:{}:{duration}", key.id, limit.name);
+            let check =
+                Check { bucket: &bucket, limit: max, duration, cost: asked.map_or(1, |a| a.cost) };
+            let outcome = self.limiter.hit(&self.pool, check).await;
             applied.push(LimitResult {
                 id: limit.id.clone(),
                 name: limit.name.clone(),

@@ -9,6 +9,7 @@ pub mod encrypted;
 pub mod keys;
 pub mod notify;
 pub mod ops;
+pub mod ratelimit;
 pub mod rewrap;
 pub mod root_keys;
 pub mod workspaces;
