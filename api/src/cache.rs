@@ -1,7 +1,7 @@
 //! In-process caches of key, root-key and API lookups, kept exact across replicas.
 //!
-//! Every change to a key, root key or API commits a NOTIFY on the api database (`key:<id>`,
-//! `root_key:<id>`, `api:<id>`); every replica LISTENs and drops the entry at once. The whole cache is
+//! Every change to a key, root key, API, identity or rate-limit namespace commits a NOTIFY on
+//! the api database (`key:<id>`, `root_key:<id>`, `api:<id>`, `identity:<id>`, `ns:<id>`); every replica LISTENs and drops the entry at once. The whole cache is
 //! dropped whenever the listening connection (re)connects, since notifications may have been
 //! missed; a short TTL is only the last fallback.
 
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::apis::Api;
 use crate::domain::keys::Key;
+use crate::domain::ratelimit::Namespace;
 use crate::service::policy::Authority;
 use crate::store::notify::CHANNEL;
 
@@ -45,6 +46,8 @@ pub struct Cache {
     root_keys: RwLock<Map<Authority>>,
     /// APIs by id, for createKey and listKeys.
     apis: RwLock<HashMap<String, Entry<Api>>>,
+    /// Rate-limit namespaces with their overrides, by workspace and the id or name asked for.
+    namespaces: RwLock<HashMap<(String, String), Entry<Namespace>>>,
 }
 
 fn get<T>(map: &RwLock<Map<T>>, hash: &[u8; 32], ttl: Duration) -> Option<Arc<T>> {
@@ -76,6 +79,7 @@ impl Cache {
             keys: RwLock::default(),
             root_keys: RwLock::default(),
             apis: RwLock::default(),
+            namespaces: RwLock::default(),
         })
     }
 
@@ -133,6 +137,45 @@ impl Cache {
         self.apis.write().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
+    /// A cached namespace of `workspace_id` by the id or name it was asked for.
+    pub fn namespace(&self, workspace_id: &str, id_or_name: &str) -> Option<Arc<Namespace>> {
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        let found = namespaces
+            .get(&(workspace_id.to_owned(), id_or_name.to_owned()))
+            .filter(|e| e.at.elapsed() < self.ttl)
+            .map(|e| e.value.clone());
+        count_lookup("namespace", found)
+    }
+
+    /// Caches a namespace read at `epoch` under the id or name it was asked for.
+    pub fn put_namespace_if_current(&self, id_or_name: &str, ns: Arc<Namespace>, epoch: u64) {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            let key = (ns.workspace_id.clone(), id_or_name.to_owned());
+            namespaces.insert(key, Entry { value: ns, at: Instant::now() });
+        }
+    }
+
+    /// Drops a namespace, under every id or name it was cached by.
+    pub fn forget_namespace(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.namespaces.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.id != id);
+    }
+
+    /// Drops the keys of an identity, which carry its meta and rate limits.
+    pub fn forget_identity(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut map = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let Map { by_hash, hash_of } = &mut *map;
+        by_hash.retain(|_, e| {
+            let linked = e.value.identity.as_ref().is_some_and(|(i, _)| i == id);
+            if linked {
+                hash_of.remove(&e.value.id);
+            }
+            !linked
+        });
+    }
+
     /// Drops keys by id.
     pub fn forget_keys(&self, ids: &[String]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -153,6 +196,7 @@ impl Cache {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
         *self.root_keys.write().unwrap_or_else(|e| e.into_inner()) = Map::default();
         self.apis.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.namespaces.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn apply(&self, payload: &str) {
@@ -163,6 +207,10 @@ impl Cache {
             forget(&self.root_keys, id);
         } else if let Some(id) = payload.strip_prefix("api:") {
             self.apis.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        } else if let Some(id) = payload.strip_prefix("identity:") {
+            self.forget_identity(id);
+        } else if let Some(id) = payload.strip_prefix("ns:") {
+            self.forget_namespace(id);
         } else {
             tracing::warn!(payload, "unknown api notification; dropping the whole cache");
             self.clear();

@@ -421,6 +421,56 @@ impl Action {
     }
 }
 
+/// What a root key may do to identities: Unkey's `identity.*.<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityAction {
+    /// `create_identity`.
+    Create,
+    /// `read_identity`.
+    Read,
+    /// `update_identity`.
+    Update,
+    /// `delete_identity`.
+    Delete,
+}
+
+impl IdentityAction {
+    /// The action's segment in a permission name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create_identity",
+            Self::Read => "read_identity",
+            Self::Update => "update_identity",
+            Self::Delete => "delete_identity",
+        }
+    }
+}
+
+/// What a root key may do in a rate-limit namespace: Unkey's `ratelimit.<namespaceId>.<action>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RatelimitAction {
+    /// `limit`: `ratelimit.limit` and `ratelimit.multiLimit`.
+    Limit,
+    /// `set_override`.
+    SetOverride,
+    /// `read_override`: `getOverride` and `listOverrides`.
+    ReadOverride,
+    /// `delete_override`.
+    DeleteOverride,
+}
+
+impl RatelimitAction {
+    /// The action's segment in a permission name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Limit => "limit",
+            Self::SetOverride => "set_override",
+            Self::ReadOverride => "read_override",
+            Self::DeleteOverride => "delete_override",
+        }
+    }
+}
+
 /// A concrete permission a call needs: built only through these constructors, never formatted by
 /// hand, so a misspelled check does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -440,6 +490,22 @@ impl Perm {
     /// literal name, so `api.*.create_api` and `api.**` allow it and `api.api_1.*` does not.
     pub fn create_api() -> Self {
         Self(format!("api.*.{}", Action::CreateApi.as_str()))
+    }
+
+    /// `identity.*.<action>`: identities have no per-identity permissions, as in Unkey.
+    pub fn identity(action: IdentityAction) -> Self {
+        Self(format!("identity.*.{}", action.as_str()))
+    }
+
+    /// `ratelimit.<namespace_id>.<action>`, the id made one segment as in [`Perm::api`].
+    pub fn ratelimit(namespace_id: &str, action: RatelimitAction) -> Self {
+        Self(format!("ratelimit.{}.{}", one_segment(namespace_id), action.as_str()))
+    }
+
+    /// `ratelimit.*.<action>` as a literal name: acting in a namespace that does not exist yet
+    /// (created on first use). Only a pattern matching every namespace allows it.
+    pub fn ratelimit_any_namespace(action: RatelimitAction) -> Self {
+        Self(format!("ratelimit.*.{}", action.as_str()))
     }
 
     /// `root_key.*.manage`: creating, listing, updating, rerolling and deleting root keys.

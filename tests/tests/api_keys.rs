@@ -325,9 +325,9 @@ async fn unsupported_unkey_calls_answer_501_naming_what_is_supported() {
     let db = TestDb::new().await;
     let (api, root, _) = setup(&db).await;
     for call in [
-        "identities.createIdentity",
-        "ratelimit.limit",
         "permissions.createRole",
+        "permissions.listPermissions",
+        "ratelimit.deleteNamespace",
         "analytics.getVerifications",
     ] {
         let (status, body) = api.call(&root, call, json!({})).await;

@@ -51,7 +51,7 @@ async fn the_served_spec_lists_exactly_the_routes_the_server_answers() {
     }
     // A v2 call outside the table is not served.
     let status = http_client()
-        .post(format!("{}/v2/identities.listIdentities", api.url))
+        .post(format!("{}/v2/permissions.listRoles", api.url))
         .json(&serde_json::json!({}))
         .send()
         .await

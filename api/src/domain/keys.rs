@@ -184,6 +184,10 @@ pub struct Key {
     pub name: Option<String>,
     /// `(identity id, externalId)`.
     pub identity: Option<(String, String)>,
+    /// The identity's `meta`.
+    pub identity_meta: Option<Value>,
+    /// The identity's rate limits, shared by all its keys.
+    pub identity_ratelimits: Vec<Ratelimit>,
     /// Free-form JSON object.
     pub meta: Option<Value>,
     /// Permission patterns.

@@ -3,6 +3,7 @@
 //! HTTP: the service layer decides with these, the HTTP layer renders them.
 
 pub mod apis;
+pub mod identities;
 pub mod keys;
 pub mod ratelimit;
 pub mod root_keys;

@@ -118,3 +118,12 @@ impl<T: Serialize> IntoResponse for Page<T> {
         respond(&self.data, pagination, 256 + 192 * self.data.len())
     }
 }
+
+/// A success answer with no `data`: `{"meta":{"requestId"}}` (`identities.deleteIdentity`).
+pub struct MetaOnly;
+
+impl IntoResponse for MetaOnly {
+    fn into_response(self) -> Response {
+        axum::Json(serde_json::json!({"meta": Meta { request_id: request_id() }})).into_response()
+    }
+}

@@ -115,6 +115,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::PreconditionFailed(_) => {
                 Self::new(StatusCode::PRECONDITION_FAILED, code, detail)
             }
+            ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, code, detail),
             ServiceError::NotSupported(_) => Self::new(StatusCode::NOT_IMPLEMENTED, code, detail),
             ServiceError::VaultLocked | ServiceError::VaultUnavailable(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)

@@ -10,48 +10,75 @@ use super::error::{ApiError, FieldError};
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// A JSON body of type `T`.
+/// A JSON body of type `T`: a JSON object.
 pub struct Body<T>(pub T);
+
+/// A JSON body that is an array of `T` (`ratelimit.multiLimit`).
+pub struct ArrayBody<T>(pub Vec<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large(format!(
-                    "the request body exceeds {MAX_BODY_BYTES} bytes"
-                ))
-            } else {
-                ApiError::bad_request("cannot read the request body", Vec::new())
-            }
-        })?;
-        check_text(&bytes)?;
-        // serde_json's messages name a position and a reason, never the text itself.
-        let json = strongbox_shared::json::parse(&bytes).map_err(|e| {
-            ApiError::bad_request(format!("the body is not valid JSON: {e}"), Vec::new())
-        })?;
-        let value = strongbox_shared::json::from_value(&json).map_err(describe);
-        // The body and its parsed copy may hold keys or plaintexts; the typed value is all
-        // that is kept.
-        strongbox_shared::json::scrub(json);
-        strongbox_shared::json::scrub_bytes(bytes);
-        let value = value?;
-        Ok(Self(value))
+        read(req, state, Shape::Object).await.map(Self)
     }
 }
 
-/// What every body must be before it is parsed: UTF-8, a JSON object (serde would also build a
-/// struct from an array), and free of NUL characters, which Postgres refuses in text and which
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ArrayBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        read(req, state, Shape::Array).await.map(Self)
+    }
+}
+
+/// What a route's body must be at the top level.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Object,
+    Array,
+}
+
+async fn read<S: Send + Sync, T: DeserializeOwned>(
+    req: Request,
+    state: &S,
+    shape: Shape,
+) -> Result<T, ApiError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
+        } else {
+            ApiError::bad_request("cannot read the request body", Vec::new())
+        }
+    })?;
+    check_text(&bytes, shape)?;
+    // serde_json's messages name a position and a reason, never the text itself.
+    let json = strongbox_shared::json::parse(&bytes).map_err(|e| {
+        ApiError::bad_request(format!("the body is not valid JSON: {e}"), Vec::new())
+    })?;
+    let value = strongbox_shared::json::from_value(&json).map_err(describe);
+    // The body and its parsed copy may hold keys or plaintexts; the typed value is all
+    // that is kept.
+    strongbox_shared::json::scrub(json);
+    strongbox_shared::json::scrub_bytes(bytes);
+    value
+}
+
+/// What every body must be before it is parsed: UTF-8, the route's shape (serde would also build
+/// a struct from an array), and free of NUL characters, which Postgres refuses in text and which
 /// no field has a use for. JSON strings cannot hold a raw control character, so a NUL can only
 /// be written as the escape `\u0000`; the scan below finds exactly those.
-fn check_text(bytes: &[u8]) -> Result<(), ApiError> {
+fn check_text(bytes: &[u8], shape: Shape) -> Result<(), ApiError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(ApiError::invalid("INVALID_STRING", "", "the body is not valid UTF-8"));
     }
     let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
-        return Err(ApiError::bad_request("the body must be a JSON object", Vec::new()));
+    let (open, what) = match shape {
+        Shape::Object => (b'{', "the body must be a JSON object"),
+        Shape::Array => (b'[', "the body must be a JSON array"),
+    };
+    if first != Some(&open) {
+        return Err(ApiError::bad_request(what, Vec::new()));
     }
     if holds_nul(bytes) {
         return Err(ApiError::invalid(

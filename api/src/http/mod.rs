@@ -5,10 +5,12 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+mod identities;
 mod keys;
 mod liveness;
 pub mod openapi;
 mod ops;
+mod ratelimit;
 
 pub use ops::METRICS;
 pub mod root_keys;
@@ -51,6 +53,17 @@ pub const V2_ROUTES: &[&str] = &[
     "rootKeys.updateKey",
     "rootKeys.rerollKey",
     "rootKeys.deleteKey",
+    "ratelimit.limit",
+    "ratelimit.multiLimit",
+    "ratelimit.setOverride",
+    "ratelimit.getOverride",
+    "ratelimit.deleteOverride",
+    "ratelimit.listOverrides",
+    "identities.createIdentity",
+    "identities.getIdentity",
+    "identities.listIdentities",
+    "identities.updateIdentity",
+    "identities.deleteIdentity",
 ];
 
 /// The public routes with their OpenAPI document, built from the same registrations, so the
@@ -80,6 +93,17 @@ pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             .routes(routes!(root_keys::update))
             .routes(routes!(root_keys::reroll))
             .routes(routes!(root_keys::delete))
+            .routes(routes!(ratelimit::limit))
+            .routes(routes!(ratelimit::multi_limit))
+            .routes(routes!(ratelimit::set_override))
+            .routes(routes!(ratelimit::get_override))
+            .routes(routes!(ratelimit::delete_override))
+            .routes(routes!(ratelimit::list_overrides))
+            .routes(routes!(identities::create_identity))
+            .routes(routes!(identities::get_identity))
+            .routes(routes!(identities::list_identities))
+            .routes(routes!(identities::update_identity))
+            .routes(routes!(identities::delete_identity))
             .routes(routes!(v1::create_key))
             .routes(routes!(v1::get_key))
             .routes(routes!(v1::list_keys))
@@ -119,7 +143,7 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Other Unkey v2 calls (roles, identities, ratelimit namespaces, analytics…).
+/// Other Unkey v2 calls (roles, permissions, analytics…).
 async fn not_supported(axum::extract::Path(call): axum::extract::Path<String>) -> ApiError {
     ApiError::not_supported(format!(
         "{call} is not supported by Strongbox. Supported v2 calls: {}",

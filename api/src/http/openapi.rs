@@ -156,11 +156,27 @@ envelope! {
     CreditsResponse(super::views::CreditsData): "Credits after keys.updateCredits.";
     VerifyResponse(super::verify::VerifyData): "A verification: every outcome is 200.";
     LivenessResponse(LivenessData): "The liveness probe's answer.";
+    CreateIdentityResponse(super::identities::CreateIdentityData): "identities.createIdentity's answer.";
+    IdentityResponse(super::views::IdentityData): "An identity.";
+    LimitResponse(super::ratelimit::LimitData): "ratelimit.limit's answer.";
+    MultiLimitResponse(super::ratelimit::MultiLimitData): "ratelimit.multiLimit's answer.";
+    SetOverrideResponse(super::ratelimit::SetOverrideData): "ratelimit.setOverride's answer.";
+    OverrideResponse(super::ratelimit::OverrideData): "ratelimit.getOverride's answer.";
+}
+
+/// An answer without data: `{meta}` (identities.deleteIdentity, as Unkey's).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MetaOnlyResponse {
+    /// Request metadata.
+    meta: Meta,
 }
 
 list_envelope! {
     KeyListResponse(super::views::KeyData): "A page of keys ordered by id.";
     RootKeyListResponse(RootKeyData): "A page of root keys ordered by id.";
+    IdentityListResponse(super::views::IdentityData): "A page of identities ordered by id.";
+    OverrideListResponse(super::ratelimit::OverrideData): "A page of overrides ordered by id.";
 }
 
 struct BearerRootKey;

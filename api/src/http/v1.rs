@@ -305,6 +305,8 @@ fn key_v1(key: &Key, plaintext: Option<&str>) -> KeyV1 {
         identity: key.identity.as_ref().map(|(id, external_id)| IdentityData {
             id: id.clone(),
             external_id: external_id.clone(),
+            meta: None,
+            ratelimits: None,
         }),
         plaintext: plaintext.map(super::views::KeyText::new),
     }

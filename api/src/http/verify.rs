@@ -238,12 +238,7 @@ pub fn data(verdict: &Verdict) -> VerifyData {
         enabled: key.map(|k| k.enabled),
         permissions: key.map(|k| k.permissions.clone()),
         roles: key.map(|_| Vec::new()),
-        identity: key.and_then(|k| {
-            k.identity.as_ref().map(|(id, external_id)| IdentityData {
-                id: id.clone(),
-                external_id: external_id.clone(),
-            })
-        }),
+        identity: key.and_then(IdentityData::of),
         ratelimits: (key.is_some() && !verdict.ratelimits.is_empty()).then(|| {
             verdict
                 .ratelimits

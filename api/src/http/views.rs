@@ -91,7 +91,7 @@ impl CreditsData {
     }
 }
 
-/// The identity a key belongs to.
+/// An identity: the one a key belongs to, or one of `identities.*`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityData {
@@ -99,13 +99,34 @@ pub struct IdentityData {
     pub id: String,
     /// The caller's own id for it.
     pub external_id: String,
+    /// Free-form JSON object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Value>,
+    /// Rate limits shared by all its keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimits: Option<Vec<RatelimitData>>,
 }
 
 impl IdentityData {
-    fn of(key: &Key) -> Option<Self> {
-        key.identity
-            .as_ref()
-            .map(|(id, external_id)| Self { id: id.clone(), external_id: external_id.clone() })
+    /// The identity of `key`, with its meta and rate limits.
+    pub fn of(key: &Key) -> Option<Self> {
+        key.identity.as_ref().map(|(id, external_id)| Self {
+            id: id.clone(),
+            external_id: external_id.clone(),
+            meta: key.identity_meta.clone(),
+            ratelimits: Some(key.identity_ratelimits.iter().map(RatelimitData::from).collect()),
+        })
+    }
+
+    /// An identity of `identities.*`.
+    pub fn from_identity(identity: &crate::domain::identities::Identity) -> Self {
+        Self {
+            id: identity.id.clone(),
+            external_id: identity.external_id.clone(),
+            meta: identity.meta.clone(),
+            ratelimits: Some(identity.ratelimits.iter().map(RatelimitData::from).collect()),
+        }
     }
 }
 

@@ -33,7 +33,7 @@ fn not_found(key_id: &str) -> ServiceError {
     ServiceError::NotFound(format!("key {key_id} does not exist"))
 }
 
-fn with_ids(specs: Vec<RatelimitSpec>) -> Result<Vec<Ratelimit>, ServiceError> {
+pub(crate) fn with_ids(specs: Vec<RatelimitSpec>) -> Result<Vec<Ratelimit>, ServiceError> {
     specs
         .into_iter()
         .map(|s| {
@@ -112,6 +112,8 @@ impl Service {
             byte_length: i16::try_from(new.byte_length).unwrap_or(16),
             name: new.name,
             identity: None,
+            identity_meta: None,
+            identity_ratelimits: Vec::new(),
             meta: new.meta,
             permissions: new.permissions,
             expires_at: new.expires_at,

@@ -12,8 +12,10 @@
 
 pub mod apis;
 pub mod credits;
+pub mod identities;
 pub mod keys;
 pub mod policy;
+pub mod ratelimits;
 pub mod recovery;
 pub mod rewrap;
 pub mod root_keys;
@@ -51,6 +53,9 @@ pub enum ServiceError {
     /// The call needs something set up first (412).
     #[error("{0}")]
     PreconditionFailed(String),
+    /// Already exists (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Something Strongbox does not do (501).
     #[error("{0}")]
     NotSupported(String),
@@ -83,6 +88,7 @@ impl ServiceError {
             Self::Forbidden(_) => "INSUFFICIENT_PERMISSIONS",
             Self::NotFound(_) => "NOT_FOUND",
             Self::PreconditionFailed(_) => "PRECONDITION_FAILED",
+            Self::Conflict(_) => "CONFLICT",
             Self::NotSupported(_) => "NOT_SUPPORTED",
             Self::VaultLocked => "VAULT_LOCKED",
             Self::VaultUnavailable(_) => "VAULT_UNAVAILABLE",
@@ -131,6 +137,8 @@ pub(crate) struct Changed {
     keys: Vec<String>,
     root_keys: Vec<String>,
     apis: Vec<String>,
+    identities: Vec<String>,
+    namespaces: Vec<String>,
 }
 
 impl Changed {
@@ -148,6 +156,16 @@ impl Changed {
     /// A root key changed or deleted.
     pub(crate) fn root_key(id: &str) -> Self {
         Self { root_keys: vec![id.to_owned()], ..Self::default() }
+    }
+
+    /// An identity changed or was deleted.
+    pub(crate) fn identity(id: &str) -> Self {
+        Self { identities: vec![id.to_owned()], ..Self::default() }
+    }
+
+    /// A rate-limit namespace's overrides changed.
+    pub(crate) fn namespace(id: &str) -> Self {
+        Self { namespaces: vec![id.to_owned()], ..Self::default() }
     }
 
     /// Nothing cached changed (an insert of something new).
@@ -234,6 +252,8 @@ impl Service {
         store::notify::keys(&tx, &changed.keys).await?;
         store::notify::root_keys(&tx, &changed.root_keys).await?;
         store::notify::apis(&tx, &changed.apis).await?;
+        store::notify::identities(&tx, &changed.identities).await?;
+        store::notify::namespaces(&tx, &changed.namespaces).await?;
         tx.commit().await.context("committing")?;
         if !changed.keys.is_empty() {
             self.cache.forget_keys(&changed.keys);
@@ -243,6 +263,12 @@ impl Service {
         }
         for id in &changed.apis {
             self.cache.forget_api(id);
+        }
+        for id in &changed.identities {
+            self.cache.forget_identity(id);
+        }
+        for id in &changed.namespaces {
+            self.cache.forget_namespace(id);
         }
         Ok(())
     }

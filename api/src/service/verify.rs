@@ -118,8 +118,17 @@ impl Service {
                 }
             }
         }
+        // The key's limits, then its identity's (shared by all its keys) unless the key has one
+        // of the same name, as Unkey does.
+        let own = key.ratelimits.iter().map(|l| (l, "k", key.id.as_str()));
+        let shared = key.identity.as_ref().map_or(&[][..], |_| &key.identity_ratelimits[..]);
+        let identity_id = key.identity.as_ref().map_or("", |(id, _)| id.as_str());
+        let shared = shared
+            .iter()
+            .filter(|l| !key.ratelimits.iter().any(|k| k.name == l.name))
+            .map(|l| (l, "i", identity_id));
         let mut applied = Vec::new();
-        for limit in &key.ratelimits {
+        for (limit, scope, owner) in own.chain(shared) {
             let asked = request.ratelimits.iter().find(|r| r.name == limit.name);
             if !limit.auto_apply && asked.is_none() {
                 continue;
@@ -128,10 +137,12 @@ impl Service {
                 asked.and_then(|a| a.limit).unwrap_or(limit.limit),
                 asked.and_then(|a| a.duration).unwrap_or(limit.duration),
             );
-            let bucket = format!("k:{}:{}:{duration}", key.id, limit.name);
-            let check =
-                Check { bucket: &bucket, limit: max, duration, cost: asked.map_or(1, |a| a.cost) };
-            let outcome = self.limiter.hit(&self.pool, check).await;
+            let bucket = format!("{scope}:{owner}:{}:{duration}", limit.name);
+            let cost = asked.map_or(1, |a| a.cost);
+            let outcome = self
+                .limiter
+                .hit(&self.pool, Check { bucket: &bucket, limit: max, duration, cost })
+                .await;
             applied.push(LimitResult {
                 id: limit.id.clone(),
                 name: limit.name.clone(),

@@ -14,7 +14,8 @@ use crate::domain::keys::{
 const SELECT: &str = "SELECT k.id, k.workspace_id, k.api_id, k.start, k.name, i.id, i.external_id, \
     k.meta, k.permissions, k.expires_at, k.enabled, k.credits_remaining, k.refill_amount, \
     k.refill_interval, k.refill_day, k.last_refill_at, k.ratelimits, k.created_at, k.updated_at, \
-    k.last_used_at, k.prefix, k.byte_length FROM keys k LEFT JOIN identities i ON i.id = k.identity_id";
+    k.last_used_at, k.prefix, k.byte_length, i.meta, i.ratelimits \
+    FROM keys k LEFT JOIN identities i ON i.id = k.identity_id";
 
 /// A key from its row. Decoding does not panic: a value that does not decode (which the checks
 /// on the way in should make impossible) is an error naming the query.
@@ -29,6 +30,7 @@ fn from_row(r: &tokio_postgres::Row) -> Result<Key, tokio_postgres::Error> {
         _ => None,
     };
     let ratelimits: serde_json::Value = r.try_get(16)?;
+    let identity_ratelimits: Option<serde_json::Value> = r.try_get(23)?;
     Ok(Key {
         id: r.get(0),
         workspace_id: r.get(1),
@@ -38,6 +40,10 @@ fn from_row(r: &tokio_postgres::Row) -> Result<Key, tokio_postgres::Error> {
         byte_length: r.get(21),
         name: r.get(4),
         identity,
+        identity_meta: r.try_get(22)?,
+        identity_ratelimits: identity_ratelimits
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
         meta: r.try_get(7)?,
         permissions: r.get(8),
         expires_at: r.get(9),

@@ -6,6 +6,7 @@
 
 pub mod apis;
 pub mod encrypted;
+pub mod identities;
 pub mod keys;
 pub mod notify;
 pub mod ops;

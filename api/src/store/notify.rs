@@ -24,6 +24,16 @@ pub async fn apis(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreErr
     announce(c, "api", ids, "announcing changed APIs").await
 }
 
+/// Tells every replica that these identities changed (their keys carry them).
+pub async fn identities(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    announce(c, "identity", ids, "announcing changed identities").await
+}
+
+/// Tells every replica that these rate-limit namespaces (or their overrides) changed.
+pub async fn namespaces(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    announce(c, "ns", ids, "announcing changed rate-limit namespaces").await
+}
+
 /// One `<kind>:<id>` notification per id.
 async fn announce(
     c: &impl GenericClient,
