@@ -122,6 +122,48 @@ await expectError(errors.BadRequestErrorResponse, 400, () => unkey.keys.createKe
 const bad = await expectError(errors.BadRequestErrorResponse, 400, () => unkey.keys.verifyKey({ key, permissions: "a AND (" }), "bad query");
 check(bad.data$.error.status === 400 && bad.data$.error.detail.length > 0, "errors parse into the SDK's model");
 
+// Standalone rate limits: a namespace made on first use, overrides, several at once.
+const hit = async (identifier) =>
+  (await unkey.ratelimit.limit({ namespace: "sdk-js", identifier, limit: 2, duration: 60000 })).data;
+const firstHit = await hit("user_1");
+check(firstHit.success && firstHit.remaining === 1 && firstHit.limit === 2, "ratelimit.limit");
+await hit("user_1");
+check(!(await hit("user_1")).success, "ratelimit.limit refuses past the limit");
+const ov = (await unkey.ratelimit.setOverride({ namespace: "sdk-js", identifier: "vip_*", limit: 50, duration: 60000 })).data;
+check(ov.overrideId.startsWith("rlor_"), "setOverride");
+const vip = await hit("vip_1");
+check(vip.limit === 50 && vip.overrideId === ov.overrideId, "a wildcard override applies");
+const gotOv = (await unkey.ratelimit.getOverride({ namespace: "sdk-js", identifier: "vip_*" })).data;
+check(gotOv.limit === 50 && gotOv.identifier === "vip_*", "getOverride");
+check((await unkey.ratelimit.listOverrides({ namespace: "sdk-js" })).result.data.length === 1, "listOverrides");
+const two = ["user_1", "user_9"].map((identifier) => ({ namespace: "sdk-js", identifier, limit: 2, duration: 60000 }));
+const multi = (await unkey.ratelimit.multiLimit(two)).data;
+check(!multi.passed && multi.limits.map((c) => c.passed).join() === "false,true", "multiLimit");
+await unkey.ratelimit.deleteOverride({ namespace: "sdk-js", identifier: "vip_*" });
+await expectError(errors.NotFoundErrorResponse, 404, () => unkey.ratelimit.getOverride({ namespace: "sdk-js", identifier: "vip_*" }), "deleteOverride");
+
+// Identities: a limit shared by every key of one user.
+const shared = [{ name: "shared", limit: 2, duration: 60000, autoApply: true }];
+const ident = (await unkey.identities.createIdentity({ externalId: "sdk-user", meta: { plan: "team" }, ratelimits: shared })).data;
+check(ident.identityId.startsWith("id_"), "createIdentity");
+await expectError(errors.ConflictErrorResponse, 409, () => unkey.identities.createIdentity({ externalId: "sdk-user" }), "a taken externalId");
+const gotId = (await unkey.identities.getIdentity({ identity: "sdk-user" })).data;
+check(gotId.id === ident.identityId && gotId.meta.plan === "team" && gotId.ratelimits[0].name === "shared", "getIdentity");
+check((await unkey.identities.listIdentities({ limit: 10 })).result.data.some((i) => i.externalId === "sdk-user"), "listIdentities");
+const teamApi = (await unkey.apis.createApi({ name: "sdk-js-team" })).data.apiId;
+const k1 = (await unkey.keys.createKey({ apiId: teamApi, externalId: "sdk-user" })).data.key;
+const k2 = (await unkey.keys.createKey({ apiId: teamApi, externalId: "sdk-user" })).data.key;
+const codes = [];
+for (const k of [k1, k2, k1]) codes.push((await unkey.keys.verifyKey({ key: k })).data.code);
+check(codes.join() === "VALID,VALID,RATE_LIMITED", `an identity's limit is shared by its keys: ${codes}`);
+const raised = [{ name: "shared", limit: 100, duration: 60000, autoApply: true }];
+const up = (await unkey.identities.updateIdentity({ identity: "sdk-user", ratelimits: raised })).data;
+check(up.ratelimits[0].limit === 100, "updateIdentity");
+check((await unkey.keys.verifyKey({ key: k1 })).data.code === "VALID", "the raised limit applies at once");
+await unkey.identities.deleteIdentity({ identity: "sdk-user" });
+await expectError(errors.NotFoundErrorResponse, 404, () => unkey.identities.getIdentity({ identity: "sdk-user" }), "deleteIdentity");
+await unkey.apis.deleteApi({ apiId: teamApi });
+
 // Waiting for a deadline to pass is the event itself here.
 await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now() + 50)));
 check((await unkey.keys.verifyKey({ key: expiring })).data.code === "EXPIRED", "verify EXPIRED");

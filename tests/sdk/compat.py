@@ -129,6 +129,48 @@ with Unkey(root_key=ROOT, server_url=URL) as unkey:
     with Unkey(root_key="sb_" + "0" * 64, server_url=URL) as stranger:
         expect_error(errors.UnauthorizedErrorResponse, 401, lambda: stranger.apis.create_api(name="x"), "an unknown root key")
 
+    # Standalone rate limits: a namespace made on first use, overrides, several at once.
+    def hit(identifier, limit=2):
+        return unkey.ratelimit.limit(namespace="sdk-py", identifier=identifier, limit=limit, duration=60000).data
+
+    first = hit("user_1")
+    check(first.success and first.remaining == 1 and first.limit == 2, "ratelimit.limit")
+    hit("user_1")
+    check(not hit("user_1").success, "ratelimit.limit refuses past the limit")
+    ov = unkey.ratelimit.set_override(namespace="sdk-py", identifier="vip_*", limit=50, duration=60000).data
+    check(ov.override_id.startswith("rlor_"), "setOverride")
+    vip = hit("vip_1")
+    check(vip.limit == 50 and vip.override_id == ov.override_id, "a wildcard override applies")
+    got_ov = unkey.ratelimit.get_override(namespace="sdk-py", identifier="vip_*").data
+    check(got_ov.limit == 50 and got_ov.identifier == "vip_*", "getOverride")
+    check(len(unkey.ratelimit.list_overrides(namespace="sdk-py").result.data) == 1, "listOverrides")
+    two = [{"namespace": "sdk-py", "identifier": i, "limit": 2, "duration": 60000} for i in ("user_1", "user_9")]
+    multi = unkey.ratelimit.multi_limit(request=two).data
+    check(not multi.passed and [c.passed for c in multi.limits] == [False, True], "multiLimit")
+    unkey.ratelimit.delete_override(namespace="sdk-py", identifier="vip_*")
+    expect_error(errors.NotFoundErrorResponse, 404, lambda: unkey.ratelimit.get_override(namespace="sdk-py", identifier="vip_*"), "deleteOverride")
+
+    # Identities: a limit shared by every key of one user.
+    shared = [{"name": "shared", "limit": 2, "duration": 60000, "auto_apply": True}]
+    ident = unkey.identities.create_identity(external_id="sdk-user", meta={"plan": "team"}, ratelimits=shared).data
+    check(ident.identity_id.startswith("id_"), "createIdentity")
+    expect_error(errors.ConflictErrorResponse, 409, lambda: unkey.identities.create_identity(external_id="sdk-user"), "a taken externalId")
+    got_id = unkey.identities.get_identity(identity="sdk-user").data
+    check(got_id.id == ident.identity_id and got_id.meta == {"plan": "team"} and got_id.ratelimits[0].name == "shared", "getIdentity")
+    check(any(i.external_id == "sdk-user" for i in unkey.identities.list_identities(limit=10).result.data), "listIdentities")
+    team_api = unkey.apis.create_api(name="sdk-python-team").data.api_id
+    k1 = unkey.keys.create_key(api_id=team_api, external_id="sdk-user").data.key
+    k2 = unkey.keys.create_key(api_id=team_api, external_id="sdk-user").data.key
+    codes = [unkey.keys.verify_key(key=k).data.code for k in (k1, k2, k1)]
+    check(codes == ["VALID", "VALID", "RATE_LIMITED"], f"an identity's limit is shared by its keys: {codes}")
+    raised = [{"name": "shared", "limit": 100, "duration": 60000, "auto_apply": True}]
+    up = unkey.identities.update_identity(identity="sdk-user", ratelimits=raised).data
+    check(up.ratelimits[0].limit == 100, "updateIdentity")
+    check(unkey.keys.verify_key(key=k1).data.code == "VALID", "the raised limit applies at once")
+    unkey.identities.delete_identity(identity="sdk-user")
+    expect_error(errors.NotFoundErrorResponse, 404, lambda: unkey.identities.get_identity(identity="sdk-user"), "deleteIdentity")
+    unkey.apis.delete_api(api_id=team_api)
+
     # Waiting for a deadline to pass is the event itself here.
     time.sleep(max(0.0, expires_at_ms / 1000 - time.time() + 0.05))
     check(unkey.keys.verify_key(key=expiring).data.code == "EXPIRED", "verify EXPIRED")
