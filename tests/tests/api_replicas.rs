@@ -15,12 +15,18 @@ struct Replica {
 }
 
 async fn start(db: &TestDb) -> Replica {
-    let env = HashMap::from([
+    start_with(db, &[]).await
+}
+
+/// A replica with `extra` variables added or overriding the defaults.
+async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> Replica {
+    let mut env = HashMap::from([
         ("STRONGBOX_API__SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("STRONGBOX_API__SERVER__OPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("STRONGBOX_API__DATABASE__URL".to_owned(), db.url().to_owned()),
         ("STRONGBOX_API__CACHE__TTL_SECONDS".to_owned(), "3600".to_owned()),
     ]);
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let mut process = ServiceProcess::start("strongbox-api", &["serve"], &env);
     let ready = process.wait_for_message("strongbox-api ready to serve").await;
     let url = format!("http://{}", ready["public"].as_str().unwrap());
@@ -413,4 +419,124 @@ async fn a_key_limit_holds_across_two_and_three_replicas() {
     let trips = after["strongbox_ratelimit_round_trips_total"]
         - before.get("strongbox_ratelimit_round_trips_total").copied().unwrap_or(0.0);
     assert!(trips <= 2.0, "50 checks far below the limit took {trips} round trips");
+}
+
+/// A replica reaching the database at `url` (through a fault proxy), with `mode` for
+/// `ratelimit.on_unavailable`.
+async fn behind(db: &TestDb, url: &str, mode: &str) -> Replica {
+    start_with(
+        db,
+        &[
+            ("STRONGBOX_API__DATABASE__URL", url),
+            // The cache listener drops the whole cache when its heartbeat goes unanswered;
+            // that is kept beyond this test, so that cached keys stay verifiable.
+            ("STRONGBOX_API__DATABASE__QUERY_TIMEOUT_MS", "120000"),
+            ("STRONGBOX_API__RATELIMIT__ON_UNAVAILABLE", mode),
+            ("STRONGBOX_API__RATELIMIT__HEARTBEAT_MS", "100"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn with_the_shared_state_cut_verification_answers_by_ratelimit_on_unavailable() {
+    use strongbox_tests::fault::{Fault, FaultProxy, through, upstream_of};
+    let db = TestDb::new().await;
+    let proxy = FaultProxy::start(upstream_of(db.url())).await;
+    let url = through(db.url(), &proxy);
+    let root = root_key(&db).await;
+    let replicas = [
+        behind(&db, &url, "local").await,
+        behind(&db, &url, "deny").await,
+        behind(&db, &url, "allow").await,
+    ];
+    let [local, deny, allow] = &replicas;
+    let (_, body) = local.call(&root, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let hourly = json!([{"name": "hourly", "limit": 12, "duration": 3_600_000, "autoApply": true}]);
+    let (_, body) =
+        local.call(&root, "keys.createKey", json!({"apiId": api_id, "ratelimits": hourly})).await;
+    let key = body["data"]["key"].as_str().unwrap().to_owned();
+    // Each replica learns that there are three, and caches the root key and the key.
+    for replica in &replicas {
+        eventually(Duration::from_secs(10), "three live replicas", || async {
+            let m = strongbox_tests::stack::scrape(&replica.ops).await;
+            (m.get("strongbox_ratelimit_replicas") == Some(&3.0)).then_some(())
+        })
+        .await;
+        assert_eq!(replica.code(&root, &key).await, "VALID");
+    }
+    // A partition: every connection to the database stops answering.
+    proxy.set(Fault::BlackHole);
+    // `local` counts this replica's share of the limit (12 / 3 replicas = 4) on its own, after
+    // what is left of its lease.
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(local.code(&root, &key).await);
+    }
+    let valid = codes.iter().filter(|c| *c == "VALID").count();
+    assert!((4..=6).contains(&valid), "{codes:?}");
+    assert_eq!(codes.last().unwrap(), "RATE_LIMITED", "{codes:?}");
+    let m = strongbox_tests::stack::scrape(&local.ops).await;
+    assert!(m["strongbox_ratelimit_fallbacks_total{mode=\"local\"}"] >= 4.0, "{m:?}");
+    // `deny` refuses and `allow` admits once their leases are spent; both keep answering.
+    let denied = futures_util::future::join_all((0..5).map(|_| deny.code(&root, &key))).await;
+    assert_eq!(denied.last().unwrap(), "RATE_LIMITED", "{denied:?}");
+    let allowed = futures_util::future::join_all((0..20).map(|_| allow.code(&root, &key))).await;
+    assert!(allowed.iter().all(|c| c == "VALID"), "{allowed:?}");
+    for (replica, mode) in [(deny, "deny"), (allow, "allow")] {
+        let m = strongbox_tests::stack::scrape(&replica.ops).await;
+        let fallbacks = m[&format!("strongbox_ratelimit_fallbacks_total{{mode=\"{mode}\"}}")];
+        assert!(fallbacks >= 1.0, "{m:?}");
+    }
+    proxy.set(Fault::Pass);
+}
+
+#[tokio::test]
+async fn identifier_and_identity_limits_hold_across_three_replicas() {
+    let db = TestDb::new().await;
+    let root = root_key(&db).await;
+    let replicas = [start(&db).await, start(&db).await, start(&db).await];
+    // ratelimit.limit on one identifier, from every replica.
+    let passed = admitted(200, |i| {
+        let (replica, root) = (&replicas[i % 3], &root);
+        async move {
+            let body = json!({"namespace": "email", "identifier": "user_1", "limit": 40, "duration": 3_600_000});
+            let (status, body) = replica.call(root, "ratelimit.limit", body).await;
+            assert_eq!(status, 200, "{body}");
+            body["data"]["success"].as_bool().unwrap()
+        }
+    })
+    .await;
+    assert!((36..=40).contains(&passed), "ratelimit.limit passed {passed} of a limit of 40");
+
+    // An identity's limit, shared by its three keys, each verified on every replica.
+    let hourly = json!([{"name": "hourly", "limit": 40, "duration": 3_600_000, "autoApply": true}]);
+    let (status, body) = replicas[0]
+        .call(
+            &root,
+            "identities.createIdentity",
+            json!({"externalId": "cust", "ratelimits": hourly}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = replicas[0].call(&root, "apis.createApi", json!({"name": "x"})).await;
+    let api_id = body["data"]["apiId"].as_str().unwrap().to_owned();
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (_, body) = replicas[1]
+            .call(&root, "keys.createKey", json!({"apiId": api_id, "externalId": "cust"}))
+            .await;
+        keys.push(body["data"]["key"].as_str().unwrap().to_owned());
+    }
+    let valid = admitted(240, |i| {
+        let (replica, root, key) = (&replicas[i % 3], &root, &keys[(i / 3) % 3]);
+        async move {
+            let code = replica.code(root, key).await;
+            assert!(code == "VALID" || code == "RATE_LIMITED", "{code}");
+            code == "VALID"
+        }
+    })
+    .await;
+    assert!((36..=40).contains(&valid), "the identity's keys were admitted {valid} times of 40");
 }

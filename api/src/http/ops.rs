@@ -78,6 +78,9 @@ pub const METRICS: &[(&str, &str)] = &[
     ),
 ];
 
+/// How long a scrape waits for the rewrap progress before answering without it.
+const SCRAPE_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `GET /metrics` (Prometheus text): the request, verify, cache and vault-client metrics recorded
 /// as calls are served, plus the pool and the rewrap job's progress read at scrape time. No
 /// metric carries a workspace, key or root-key label.
@@ -86,17 +89,24 @@ pub async fn metrics(
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     use metrics::gauge;
     strongbox_shared::metrics::record_pool("api", state.service.pool());
-    match state.service.rewrap_progress().await {
-        Ok(p) => {
+    // A database that stopped answering (a partition) must not stall the scrape: the metrics
+    // matter most then. What this process recorded is served regardless.
+    let read = tokio::time::timeout(SCRAPE_DB_TIMEOUT, state.service.rewrap_progress()).await;
+    match read {
+        Ok(Ok(p)) => {
             gauge!("strongbox_rewrap_rows_done").set(p.done as f64);
             gauge!("strongbox_rewrap_rows_failed").set(p.failed as f64);
             gauge!("strongbox_rewrap_rows_remaining").set(p.remaining as f64);
             gauge!("strongbox_rewrap_running").set(if p.running { 1.0 } else { 0.0 });
             gauge!("strongbox_api_metrics_database_up").set(1.0);
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             let reason = format!("{:#}", anyhow::Error::new(error));
             tracing::warn!(%reason, "metrics: the api database did not answer");
+            gauge!("strongbox_api_metrics_database_up").set(0.0);
+        }
+        Err(_) => {
+            tracing::warn!("metrics: the api database did not answer within a second");
             gauge!("strongbox_api_metrics_database_up").set(0.0);
         }
     }
