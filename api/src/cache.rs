@@ -46,8 +46,9 @@ pub struct Cache {
     root_keys: RwLock<Map<Authority>>,
     /// APIs by id, for createKey and listKeys.
     apis: RwLock<HashMap<String, Entry<Api>>>,
-    /// Rate-limit namespaces with their overrides, by workspace and the id or name asked for.
-    namespaces: RwLock<HashMap<(String, String), Entry<Namespace>>>,
+    /// Rate-limit namespaces with their overrides, by workspace, then by the id or name asked
+    /// for (nested, so a lookup borrows the request's strings instead of copying them).
+    namespaces: RwLock<HashMap<String, HashMap<String, Entry<Namespace>>>>,
 }
 
 fn get<T>(map: &RwLock<Map<T>>, hash: &[u8; 32], ttl: Duration) -> Option<Arc<T>> {
@@ -141,7 +142,8 @@ impl Cache {
     pub fn namespace(&self, workspace_id: &str, id_or_name: &str) -> Option<Arc<Namespace>> {
         let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         let found = namespaces
-            .get(&(workspace_id.to_owned(), id_or_name.to_owned()))
+            .get(workspace_id)
+            .and_then(|by_name| by_name.get(id_or_name))
             .filter(|e| e.at.elapsed() < self.ttl)
             .map(|e| e.value.clone());
         count_lookup("namespace", found)
@@ -151,15 +153,21 @@ impl Cache {
     pub fn put_namespace_if_current(&self, id_or_name: &str, ns: Arc<Namespace>, epoch: u64) {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
         if self.epoch.load(Ordering::SeqCst) == epoch {
-            let key = (ns.workspace_id.clone(), id_or_name.to_owned());
-            namespaces.insert(key, Entry { value: ns, at: Instant::now() });
+            namespaces
+                .entry(ns.workspace_id.clone())
+                .or_default()
+                .insert(id_or_name.to_owned(), Entry { value: ns, at: Instant::now() });
         }
     }
 
     /// Drops a namespace, under every id or name it was cached by.
     pub fn forget_namespace(&self, id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.namespaces.write().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.value.id != id);
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        for by_name in namespaces.values_mut() {
+            by_name.retain(|_, e| e.value.id != id);
+        }
+        namespaces.retain(|_, by_name| !by_name.is_empty());
     }
 
     /// Drops the keys of an identity, which carry its meta and rate limits.

@@ -134,7 +134,10 @@ impl Limiter {
         let check = Check { duration: check.duration.max(1), ..check };
         let lease = {
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            buckets.entry(check.bucket.to_owned()).or_default().clone()
+            match buckets.get(check.bucket) {
+                Some(lease) => lease.clone(),
+                None => buckets.entry(check.bucket.to_owned()).or_default().clone(),
+            }
         };
         let mut lease = lease.lock().await;
         let now = Instant::now();

@@ -505,3 +505,69 @@ async fn verify_key_applies_the_identitys_limits_shared_by_its_keys() {
     assert!(d.get("identity").is_none(), "{d}");
     assert!(d.get("ratelimits").is_none(), "{d}");
 }
+
+#[tokio::test]
+async fn concurrent_first_uses_of_a_namespace_make_one_and_all_succeed() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    for round in 0..3 {
+        let name = format!("fresh-{round}");
+        let answers = futures_util::future::join_all(
+            (0..24).map(|i| api.call(&root, "ratelimit.limit", limit(&name, &format!("u{i}"), 5))),
+        )
+        .await;
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+            assert_eq!(body["data"]["success"], true, "{body}");
+        }
+        let client = db.client().await;
+        let row = client
+            .query_one("SELECT count(*) FROM ratelimit_namespaces WHERE name = $1", &[&name])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_namespace_made_by_a_concurrent_first_use_is_found_not_lost() {
+    let db = TestDb::new().await;
+    let (api, _root) = setup(&db).await;
+    let first = db.client().await;
+    let workspace: String = first.query_one("SELECT id FROM workspaces", &[]).await.unwrap().get(0);
+    first.batch_execute("BEGIN").await.unwrap();
+    first
+        .execute(
+            "INSERT INTO ratelimit_namespaces (id, workspace_id, name) VALUES ('rlns_first', $1, 'n')",
+            &[&workspace],
+        )
+        .await
+        .unwrap();
+    // The second first use starts while the first is uncommitted, so it waits on it.
+    let second = api.pool.get().await.unwrap();
+    let racing = tokio::spawn(async move {
+        strongbox_api::store::ratelimit::create_namespace(&second, &workspace, "n", "rlns_second")
+            .await
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+    });
+    let observer = db.client().await;
+    strongbox_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the second to wait",
+        || async {
+            let n: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%INSERT INTO ratelimit_namespaces%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    first.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(racing.await.unwrap().as_deref(), Ok("rlns_first"));
+}

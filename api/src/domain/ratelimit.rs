@@ -112,12 +112,16 @@ pub struct LimitAnswer {
     pub override_id: Option<String>,
 }
 
-/// Checks a namespace name or id, or an identifier: 1-255 characters.
-pub fn check_name(field: &str, text: &str) -> Result<(), Invalid> {
-    if text.is_empty() || text.chars().count() > MAX_IDENTIFIER_LEN {
+/// Checks a namespace name or id, or an identifier: 1-255 characters. `at` prefixes the field
+/// in the error (`[3].` in a multiLimit); nothing is allocated unless it fails.
+pub fn check_name(at: &str, field: &str, text: &str) -> Result<(), Invalid> {
+    if text.is_empty()
+        || text.len() > 4 * MAX_IDENTIFIER_LEN
+        || text.chars().count() > MAX_IDENTIFIER_LEN
+    {
         return Err(Invalid::new(
             "INVALID_RATELIMIT",
-            field,
+            format!("{at}{field}"),
             format!("{field} must be 1-{MAX_IDENTIFIER_LEN} characters"),
         ));
     }
@@ -145,8 +149,8 @@ pub fn check_window(at: &str, limit: i64, duration: i64) -> Result<(), Invalid> 
 
 /// Checks one `ratelimit.limit` request; `at` prefixes field names (`[3].` in a multiLimit).
 pub fn check_request(at: &str, r: &LimitRequest) -> Result<(), Invalid> {
-    check_name(&format!("{at}namespace"), &r.namespace)?;
-    check_name(&format!("{at}identifier"), &r.identifier)?;
+    check_name(at, "namespace", &r.namespace)?;
+    check_name(at, "identifier", &r.identifier)?;
     check_window(at, r.limit, r.duration)?;
     if !(0..=MAX_CREDITS).contains(&r.cost) {
         return Err(Invalid::new("INVALID_COST", format!("{at}cost"), "cost must be 0 to 10^15"));

@@ -53,6 +53,10 @@ pub const METRICS: &[(&str, &str)] = &[
         "Rate-limit checks decided by ratelimit.on_unavailable because the database did not answer, by mode.",
     ),
     ("strongbox_ratelimit_replicas", "Live api replicas seen at the last heartbeat."),
+    (
+        "strongbox_ratelimit_outcomes_total",
+        "ratelimit.limit and multiLimit checks, by whether they passed.",
+    ),
     ("strongbox_vault_client_calls_total", "Calls to the vault, by route template."),
     (
         "strongbox_vault_client_errors_total",

@@ -36,7 +36,7 @@ impl Service {
         id_or_name: &str,
         create: Option<RatelimitAction>,
     ) -> Result<Arc<Namespace>, ServiceError> {
-        check_name("namespace", id_or_name)?;
+        check_name("", "namespace", id_or_name)?;
         let workspace = caller.workspace_id();
         if let Some(ns) = self.cache.namespace(workspace, id_or_name) {
             return Ok(ns);
@@ -71,16 +71,17 @@ impl Service {
         caller: &Principal,
         request: LimitRequest,
     ) -> Result<LimitAnswer, ServiceError> {
-        self.limit_one(caller, request, "").await
+        self.limit_one(caller, request, String::new()).await
     }
 
     async fn limit_one(
         &self,
         caller: &Principal,
         request: LimitRequest,
-        at: &str,
+        at: String,
     ) -> Result<LimitAnswer, ServiceError> {
-        check_name(&format!("{at}namespace"), &request.namespace)?;
+        let at = at.as_str();
+        check_name(at, "namespace", &request.namespace)?;
         let ns = self.namespace(caller, &request.namespace, Some(RatelimitAction::Limit)).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::Limit))?;
         check_request(at, &request)?;
@@ -122,7 +123,7 @@ impl Service {
         }
         let mut answers = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
-            answers.push(self.limit_one(caller, request, &format!("[{i}].")).await?);
+            answers.push(self.limit_one(caller, request, format!("[{i}].")).await?);
         }
         Ok(answers)
     }
@@ -138,7 +139,7 @@ impl Service {
     ) -> Result<String, ServiceError> {
         let ns = self.namespace(caller, namespace, Some(RatelimitAction::SetOverride)).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::SetOverride))?;
-        check_name("identifier", identifier)?;
+        check_name("", "identifier", identifier)?;
         check_window("", limit, duration)?;
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
@@ -164,7 +165,7 @@ impl Service {
     ) -> Result<Override, ServiceError> {
         let ns = self.namespace(caller, namespace, None).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::ReadOverride))?;
-        check_name("identifier", identifier)?;
+        check_name("", "identifier", identifier)?;
         ns.overrides
             .iter()
             .find(|o| o.identifier == identifier)
@@ -181,7 +182,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let ns = self.namespace(caller, namespace, None).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::DeleteOverride))?;
-        check_name("identifier", identifier)?;
+        check_name("", "identifier", identifier)?;
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
         if !store::ratelimit::delete_override(&tx, &ns.id, identifier).await? {

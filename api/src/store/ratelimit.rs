@@ -120,12 +120,13 @@ pub async fn create_namespace(
     name: &str,
     id: &str,
 ) -> Result<String, StoreError> {
+    // DO UPDATE (a no-op) rather than DO NOTHING: a concurrent first use that commits first
+    // makes this statement wait, then return that row's id. With DO NOTHING and a SELECT in the
+    // same statement, the SELECT's snapshot predates the other commit and finds nothing.
     let row = prepared::query_one(
         c,
-        "WITH made AS (INSERT INTO ratelimit_namespaces (id, workspace_id, name) \
-             VALUES ($1, $2, $3) ON CONFLICT (workspace_id, name) DO NOTHING RETURNING id) \
-         SELECT id FROM made UNION ALL \
-         SELECT id FROM ratelimit_namespaces WHERE workspace_id = $2 AND name = $3 LIMIT 1",
+        "INSERT INTO ratelimit_namespaces (id, workspace_id, name) VALUES ($1, $2, $3) \
+         ON CONFLICT (workspace_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
         &[&id, &workspace_id, &name],
     )
     .await

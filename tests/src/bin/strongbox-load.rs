@@ -11,7 +11,7 @@
 //!
 //! The load modes print one JSON line: {"name","requests","items","seconds","req_per_s",
 //! "items_per_s","errors"}. `api-setup` creates an API and two keys (one with credits) for the
-//! api benchmarks and prints `API_ID=… KEY=… CREDIT_KEY=…`.
+//! api benchmarks and prints `API_ID=… KEY=… CREDIT_KEY=… LIMITED_KEY=…`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,6 +210,17 @@ async fn api_setup(args: Args) {
         .as_str()
         .unwrap()
         .to_owned();
+    // A key with an auto-applied rate limit far above any load the bench offers, so every
+    // verification is VALID and what is measured is the cost of counting.
+    let limited_key = call(
+        "keys.createKey",
+        json!({"apiId": api_id, "ratelimits": [{"name": "bench", "limit": 1_000_000_000_000i64,
+            "duration": 60_000, "autoApply": true}]}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Recoverable keys: an API that opts in, with 100 of them to list.
     let list_api = call("apis.createApi", json!({"name": "bench-list"})).await["apiId"]
         .as_str()
@@ -225,7 +236,8 @@ async fn api_setup(args: Args) {
         .to_owned();
     call("apis.updateApi", json!({"apiId": rec_api, "storeEncryptedKeys": true})).await;
     println!(
-        "API_ID={api_id} KEY={key} CREDIT_KEY={credit_key} LIST_API={list_api} REC_API={rec_api}"
+        "API_ID={api_id} KEY={key} CREDIT_KEY={credit_key} LIMITED_KEY={limited_key} \
+         LIST_API={list_api} REC_API={rec_api}"
     );
 }
 
