@@ -248,6 +248,18 @@ impl ApiConfig {
                 reason: "is a vault option; the api's database has one role".to_owned(),
             });
         }
+        if !(1..=60_000).contains(&self.ratelimit.timeout_ms) {
+            return Err(ConfigError::Option {
+                option: "ratelimit.timeout_ms",
+                reason: "must be 1 to 60000".to_owned(),
+            });
+        }
+        if self.ratelimit.retry_after_ms > 3_600_000 {
+            return Err(ConfigError::Option {
+                option: "ratelimit.retry_after_ms",
+                reason: "must be at most 3600000 (an hour)".to_owned(),
+            });
+        }
         if let Some(vault) = &self.vault {
             crate::vault_client::check_url(&vault.url)
                 .map_err(|reason| ConfigError::Option { option: "vault.url", reason })?;

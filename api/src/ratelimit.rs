@@ -27,8 +27,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{OnUnavailable, RatelimitConfig};
 use crate::store;
 
-/// Buckets kept before idle ones are pruned at the next heartbeat.
-const PRUNE_AT: usize = 10_000;
+/// Buckets held by one replica; past it, the idle ones are dropped.
+const MAX_BUCKETS: usize = 100_000;
+/// Local fallback windows held by one replica; past it, the idle ones are dropped.
+const MAX_LOCAL: usize = 100_000;
+/// A lease takes this share of what is left, divided by the live replicas: the units leased
+/// and never spent (a replica that saw no more traffic) are then at most a tenth of the limit.
+const SHARE: f64 = 0.1;
 /// A refusal is remembered at least this long (bounded by the window's end), so a caller
 /// hammering a full limit costs the database at most this many round trips per second per
 /// replica.
@@ -71,8 +76,9 @@ struct Lease {
     stock: i64,
     /// What the database had left after the last grant.
     left: i64,
-    /// The last refusal holds until then.
+    /// The last refusal holds until then, for checks costing at least `refused_cost`.
     refused_until: Option<Instant>,
+    refused_cost: i64,
 }
 
 impl Lease {
@@ -101,6 +107,22 @@ pub struct Limiter {
     replicas: AtomicI64,
     /// Until then, checks fall back without trying the database.
     down_until: Mutex<Option<Instant>>,
+}
+
+/// Where `bucket`'s windows start within `duration`: spread by a hash of the bucket, so that the
+/// windows of many buckets do not all end, and send their leases back to the database, at the
+/// same instant. Every replica computes the same offset.
+fn offset(bucket: &str, duration: i64) -> i64 {
+    // FNV-1a: stable across processes and versions, unlike the standard library's hasher.
+    let hash = bucket
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i64::try_from(hash % u64::try_from(duration.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+/// The start of the window of `duration` (offset by `offset`) that holds `now`.
+fn window_start(now: i64, duration: i64, offset: i64) -> i64 {
+    now - (now - offset).rem_euclid(duration)
 }
 
 fn now_ms() -> i64 {
@@ -132,14 +154,13 @@ impl Limiter {
     /// Counts `check` against the limit shared by every replica.
     pub async fn hit(&self, pool: &Pool, check: Check<'_>) -> Outcome {
         let check = Check { duration: check.duration.max(1), ..check };
-        let lease = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            match buckets.get(check.bucket) {
-                Some(lease) => lease.clone(),
-                None => buckets.entry(check.bucket.to_owned()).or_default().clone(),
-            }
+        let deadline = Duration::from_millis(self.config.timeout_ms.max(1));
+        let lease = self.lease(check.bucket);
+        // Checks of one bucket queue here while one of them asks the database; the queue is
+        // bounded by the same deadline as the round trip.
+        let Ok(mut lease) = tokio::time::timeout(deadline, lease.lock()).await else {
+            return self.fallback(check);
         };
-        let mut lease = lease.lock().await;
         let now = Instant::now();
         if lease.valid(check.limit, now) {
             if lease.stock >= check.cost {
@@ -150,7 +171,7 @@ impl Limiter {
                     reset: lease.reset,
                 };
             }
-            if lease.refused_until.is_some_and(|t| now < t) {
+            if lease.refused_until.is_some_and(|t| now < t) && check.cost >= lease.refused_cost {
                 return Outcome {
                     exceeded: true,
                     remaining: lease.left + lease.stock,
@@ -160,23 +181,47 @@ impl Limiter {
         } else {
             *lease = Lease::default();
         }
-        if self.down_until.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| now < t) {
+        let down_until = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        if down_until.is_some_and(|t| now < t) {
             return self.fallback(check);
         }
         let need = check.cost - lease.stock;
-        let share = 0.25 / self.replicas() as f64;
+        let share = SHARE / self.replicas() as f64;
+        let offset = offset(check.bucket, check.duration);
         let sent = Instant::now();
-        let taken = tokio::time::timeout(Duration::from_millis(self.config.timeout_ms), async {
-            let client = pool.get().await.map_err(anyhow::Error::new)?;
-            store::ratelimit::take(&client, check.bucket, check.limit, check.duration, need, share)
-                .await
-                .map_err(anyhow::Error::new)
-        })
+        let Ok(client) = tokio::time::timeout(deadline, pool.get()).await else {
+            // Every connection busy serving other calls is not the database being down: this
+            // check alone falls back.
+            let status = pool.status();
+            if status.size >= status.max_size {
+                return self.fallback(check);
+            }
+            return self.trip(check, "no connection within ratelimit.timeout_ms");
+        };
+        let client = match client {
+            Ok(client) => client,
+            Err(error) => return self.trip(check, &format!("{:#}", anyhow::Error::new(error))),
+        };
+        let left = deadline.saturating_sub(sent.elapsed());
+        let taken = tokio::time::timeout(
+            left,
+            store::ratelimit::take(
+                &client,
+                check.bucket,
+                check.limit,
+                check.duration,
+                offset,
+                need,
+                share,
+            ),
+        )
         .await;
         metrics::counter!("strongbox_ratelimit_round_trips_total").increment(1);
         let taken = match taken {
             Ok(Ok(taken)) => taken,
-            Ok(Err(error)) => return self.trip(check, &format!("{error:#}")),
+            Ok(Err(error)) => {
+                return self.trip(check, &format!("{:#}", anyhow::Error::new(error)));
+            }
             Err(_) => return self.trip(check, "no answer within ratelimit.timeout_ms"),
         };
         // The window's end, measured from when the request left: never later than the
@@ -195,19 +240,33 @@ impl Limiter {
             Outcome { exceeded: false, remaining: lease.left + lease.stock, reset: lease.reset }
         } else {
             // Units free up no faster than the previous window's weight decays: at most
-            // limit/duration per ms.
+            // limit/duration per ms. The refusal holds for checks at least this costly.
             let unit = Duration::from_millis(
                 u64::try_from(check.duration / check.limit.max(1)).unwrap_or(0),
             );
             lease.refused_until = Some(ends.min(now + unit.max(MIN_REFUSAL)));
+            lease.refused_cost = check.cost;
             Outcome { exceeded: true, remaining: lease.left + lease.stock, reset: lease.reset }
         }
+    }
+
+    /// The lease of `bucket`, made on first use. Past [`MAX_BUCKETS`], every lease not in use
+    /// is dropped: its unspent units only ever refuse early, so dropping one is always safe.
+    fn lease(&self, bucket: &str) -> Arc<tokio::sync::Mutex<Lease>> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lease) = buckets.get(bucket) {
+            return lease.clone();
+        }
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.retain(|_, lease| Arc::strong_count(lease) > 1);
+        }
+        buckets.entry(bucket.to_owned()).or_default().clone()
     }
 
     /// A round trip failed: fall back for `retry_after_ms`, and say so once.
     fn trip(&self, check: Check<'_>, why: &str) -> Outcome {
         *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + Duration::from_millis(self.config.retry_after_ms));
+            Instant::now().checked_add(Duration::from_millis(self.config.retry_after_ms));
         tracing::warn!(
             error = why,
             on_unavailable = self.config.on_unavailable.as_str(),
@@ -222,7 +281,8 @@ impl Limiter {
         metrics::counter!("strongbox_ratelimit_fallbacks_total", "mode" => mode.as_str())
             .increment(1);
         let now = now_ms();
-        let reset = now - now % check.duration + check.duration;
+        let reset = window_start(now, check.duration, offset(check.bucket, check.duration))
+            + check.duration;
         match mode {
             OnUnavailable::Allow => {
                 Outcome { exceeded: false, remaining: (check.limit - check.cost).max(0), reset }
@@ -236,11 +296,14 @@ impl Limiter {
     fn local(&self, check: Check<'_>, now: i64) -> Outcome {
         let n = self.replicas();
         let limit = check.limit / n + i64::from(check.limit % n != 0);
-        let start = now - now % check.duration;
+        let start = window_start(now, check.duration, offset(check.bucket, check.duration));
         let reset = start + check.duration;
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        if local.len() >= PRUNE_AT {
+        if local.len() >= MAX_LOCAL && !local.contains_key(check.bucket) {
             local.retain(|_, w| w.start + 2 * w.duration > now);
+            if local.len() >= MAX_LOCAL {
+                local.clear();
+            }
         }
         let w = local.entry(check.bucket.to_owned()).or_insert(LocalWindow {
             duration: check.duration,
@@ -279,7 +342,6 @@ impl Limiter {
                 if let Err(error) = self.beat(&pool, live_ms, beats.is_multiple_of(60)).await {
                     tracing::debug!(error = format!("{error:#}"), "rate-limit heartbeat failed");
                 }
-                self.prune();
                 beats += 1;
             }
             if let Ok(client) = pool.get().await {
@@ -297,17 +359,6 @@ impl Limiter {
             store::ratelimit::sweep(&client).await?;
         }
         Ok(())
-    }
-
-    fn prune(&self) {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= PRUNE_AT {
-            buckets.retain(|_, lease| {
-                Arc::strong_count(lease) > 1
-                    || lease.try_lock().map_or(true, |l| l.ends.is_some_and(|e| now < e))
-            });
-        }
     }
 }
 
@@ -328,6 +379,35 @@ mod tests {
         let admitted = (0..10).filter(|_| !limiter.fallback(check).exceeded).count();
         assert_eq!(admitted, 4);
         assert!(!limiter.fallback(Check { bucket: "other", ..check }).exceeded);
+    }
+
+    #[test]
+    fn idle_leases_are_dropped_past_the_cap_and_held_ones_kept() {
+        let limiter = limiter(OnUnavailable::Local);
+        let held = limiter.lease("held");
+        for i in 0..MAX_BUCKETS {
+            limiter.lease(&format!("b{i}"));
+        }
+        limiter.lease("one more");
+        let buckets = limiter.buckets.lock().unwrap();
+        assert!(buckets.len() <= 3, "{}", buckets.len());
+        assert!(buckets.contains_key("held") && Arc::strong_count(&held) == 2);
+    }
+
+    #[test]
+    fn windows_are_offset_per_bucket_the_same_way_everywhere() {
+        let (a, b) = (
+            offset("k:key_1:hourly:3600000", 3_600_000),
+            offset("k:key_2:hourly:3600000", 3_600_000),
+        );
+        assert_ne!(a, b, "two buckets, two offsets");
+        assert_eq!(a, offset("k:key_1:hourly:3600000", 3_600_000));
+        assert!((0..3_600_000).contains(&a));
+        let now = 1_800_000_000_123;
+        let start = window_start(now, 3_600_000, a);
+        assert!(start <= now && now < start + 3_600_000);
+        assert_eq!((start - a).rem_euclid(3_600_000), 0);
+        assert_eq!(window_start(start, 3_600_000, a), start, "a window starts at its start");
     }
 
     #[test]

@@ -16,16 +16,19 @@ CREATE INDEX ratelimit_windows_by_expiry ON ratelimit_windows (expires_at);
 
 -- Takes `cost` units of `bucket` (limit `p_limit` per `p_duration` ms, a sliding window: this
 -- window's count plus the previous one's, weighted by how much of it still overlaps), plus
--- `p_share` of what would be left as a lease. Times come from the database's clock, so replicas
--- with skewed clocks still agree on windows. Returns the units granted (0: refused), the
--- weighted count after the grant, the window's start and the database's now.
+-- `p_share` of what would be left as a lease. Windows start `p_offset` ms past multiples of the
+-- duration (each bucket its own offset, so that windows do not all end at once). Times come
+-- from the database's clock, so replicas with skewed clocks still agree on windows. Returns the
+-- units granted (0: refused), the weighted count after the grant, the window's start and the
+-- database's now.
 CREATE FUNCTION ratelimit_take(
-    p_bucket text, p_limit bigint, p_duration bigint, p_cost bigint, p_share double precision
+    p_bucket text, p_limit bigint, p_duration bigint, p_offset bigint, p_cost bigint,
+    p_share double precision
 ) RETURNS TABLE (granted bigint, used bigint, window_start bigint, now_ms bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now   bigint := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-    v_start bigint := v_now - v_now % p_duration;
+    v_start bigint := v_now - mod(v_now - p_offset, p_duration);
     v_prev  bigint;
     v_cur   bigint;
     v_used  bigint;

@@ -571,3 +571,138 @@ async fn a_namespace_made_by_a_concurrent_first_use_is_found_not_lost() {
     first.batch_execute("COMMIT").await.unwrap();
     assert_eq!(racing.await.unwrap().as_deref(), Ok("rlns_first"));
 }
+
+#[tokio::test]
+async fn overrides_are_bounded_per_namespace_and_per_pattern() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    let set = |identifier: String| json!({"namespace": "capped", "identifier": identifier, "limit": 5, "duration": 60_000});
+    assert_error(
+        api.call(&root, "ratelimit.setOverride", set("*a*b*c*d*".to_owned())).await,
+        400,
+        "INVALID_RATELIMIT",
+        "five stars",
+    );
+    let count = || async {
+        let client = db.client().await;
+        let row = client.query_one("SELECT count(*) FROM ratelimit_overrides", &[]).await.unwrap();
+        row.get::<_, i64>(0)
+    };
+    for i in 0..100 {
+        api.ok(&root, "ratelimit.setOverride", set(format!("p{i}_*"))).await;
+    }
+    assert_error(
+        api.call(&root, "ratelimit.setOverride", set("p100_*".to_owned())).await,
+        400,
+        "TOO_MANY_OVERRIDES",
+        "the 101st pattern",
+    );
+    // Replacing one that exists is not adding one; an exact identifier still fits.
+    api.ok(&root, "ratelimit.setOverride", set("p7_*".to_owned())).await;
+    api.ok(&root, "ratelimit.setOverride", set("exact".to_owned())).await;
+    assert_eq!(count().await, 101);
+    // Up to the total: 1000 overrides in all.
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO ratelimit_overrides (id, namespace_id, identifier, \"limit\", duration) \
+             SELECT 'rlor_bulk_' || i, id, 'bulk_' || i, 1, 1000 \
+             FROM ratelimit_namespaces, generate_series(1, 899) AS i WHERE name = 'capped'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_error(
+        api.call(&root, "ratelimit.setOverride", set("one_more".to_owned())).await,
+        400,
+        "TOO_MANY_OVERRIDES",
+        "the 1001st override",
+    );
+    assert_eq!(count().await, 1000);
+    // Matching among the patterns still picks the most specific one.
+    let d = api.ok(&root, "ratelimit.limit", limit("capped", "p42_x", 1)).await;
+    assert_eq!(d["limit"], 5, "{d}");
+}
+
+#[tokio::test]
+async fn a_refused_call_counts_nothing_and_makes_no_namespace() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    // The second element is bad: nothing is counted, and the first namespace is not made.
+    let bad = json!([limit("first", "u", 1), {"namespace": "second", "identifier": "", "limit": 1, "duration": 60_000}]);
+    assert_error(
+        api.call(&root, "ratelimit.multiLimit", bad).await,
+        400,
+        "INVALID_RATELIMIT",
+        "[1]",
+    );
+    let client = db.client().await;
+    let made: i64 =
+        client.query_one("SELECT count(*) FROM ratelimit_namespaces", &[]).await.unwrap().get(0);
+    assert_eq!(made, 0);
+    let bad = json!({"namespace": "third", "identifier": "u", "limit": 1, "duration": 1});
+    assert_error(
+        api.call(&root, "ratelimit.setOverride", bad).await,
+        400,
+        "INVALID_RATELIMIT",
+        "set",
+    );
+    let bad = json!({"namespace": "third", "identifier": "u", "limit": 1, "duration": 60_000, "cost": -1});
+    assert_error(api.call(&root, "ratelimit.limit", bad).await, 400, "INVALID_COST", "limit");
+    let made: i64 =
+        client.query_one("SELECT count(*) FROM ratelimit_namespaces", &[]).await.unwrap().get(0);
+    assert_eq!(made, 0);
+    // A key that may limit in one namespace only: a multiLimit naming another is refused whole.
+    api.ok(&root, "ratelimit.limit", limit("mine", "u", 5)).await;
+    let id = namespace_id(&db, "mine").await;
+    let narrow = root_with(&api, &root, &[&format!("ratelimit.{id}.limit")]).await;
+    let mixed = json!([limit("mine", "u", 5), limit("elsewhere", "u", 5)]);
+    assert_error(
+        api.call(&narrow, "ratelimit.multiLimit", mixed).await,
+        403,
+        "INSUFFICIENT_PERMISSIONS",
+        "mixed",
+    );
+    assert_eq!(
+        api.ok(&root, "ratelimit.limit", limit("mine", "u", 5)).await["remaining"],
+        3,
+        "one count only"
+    );
+}
+
+#[tokio::test]
+async fn a_costly_refusal_does_not_refuse_cheaper_calls() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    let with_cost = |cost: i64| json!({"namespace": "n", "identifier": "u", "limit": 10, "duration": 3_600_000, "cost": cost});
+    let d = api.ok(&root, "ratelimit.limit", with_cost(11)).await;
+    assert_eq!(d["success"], false, "{d}");
+    let d = api.ok(&root, "ratelimit.limit", with_cost(1)).await;
+    assert_eq!((d["success"].as_bool(), d["remaining"].as_i64()), (Some(true), Some(9)), "{d}");
+    let d = api.ok(&root, "ratelimit.limit", with_cost(9)).await;
+    assert_eq!((d["success"].as_bool(), d["remaining"].as_i64()), (Some(true), Some(0)), "{d}");
+    let d = api.ok(&root, "ratelimit.limit", with_cost(1)).await;
+    assert_eq!(d["success"], false, "{d}");
+    let d = api.ok(&root, "ratelimit.limit", with_cost(0)).await;
+    assert_eq!(d["success"], true, "cost 0 checks without taking while not over: {d}");
+}
+
+#[tokio::test]
+async fn keys_and_identities_hold_at_most_a_hundred_rate_limits() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    let api_id = api.create_api(&root, "x").await;
+    let many: Vec<Value> =
+        (0..101).map(|i| json!({"name": format!("l{i}"), "limit": 1, "duration": 1000})).collect();
+    let body = json!({"apiId": api_id, "ratelimits": many});
+    assert_error(api.call(&root, "keys.createKey", body).await, 400, "INVALID_RATELIMIT", "key");
+    let body = json!({"externalId": "u", "ratelimits": many});
+    assert_error(
+        api.call(&root, "identities.createIdentity", body).await,
+        400,
+        "INVALID_RATELIMIT",
+        "identity",
+    );
+    let body = json!({"externalId": "u", "ratelimits": &many[..100]});
+    api.ok(&root, "identities.createIdentity", body).await;
+}

@@ -228,6 +228,25 @@ fn a_zero_pool_size_is_refused() {
 }
 
 #[test]
+fn rate_limit_options_default_to_local_and_are_checked() {
+    let config = api(&[("STRONGBOX_API__DATABASE__URL", URL)]).unwrap();
+    assert_eq!(config.ratelimit.on_unavailable.as_str(), "local");
+    assert_eq!(config.ratelimit.timeout_ms, 250);
+    let config = api(&[
+        ("STRONGBOX_API__DATABASE__URL", URL),
+        ("STRONGBOX_API__RATELIMIT__ON_UNAVAILABLE", "deny"),
+    ])
+    .unwrap();
+    assert_eq!(config.ratelimit.on_unavailable.as_str(), "deny");
+    let err = error_of(&[("STRONGBOX_API__RATELIMIT__ON_UNAVAILABLE", "maybe")]);
+    assert!(err.contains("on_unavailable"), "{err}");
+    let err = error_of(&[("STRONGBOX_API__RATELIMIT__TIMEOUT_MS", "0")]);
+    assert!(err.contains("ratelimit.timeout_ms"), "{err}");
+    let err = error_of(&[("STRONGBOX_API__RATELIMIT__RETRY_AFTER_MS", "18446744073709551615")]);
+    assert!(err.contains("ratelimit.retry_after_ms"), "{err}");
+}
+
+#[test]
 fn a_bad_log_filter_is_named() {
     let err = error_of(&[("STRONGBOX_API__LOG__FILTER", "info,[")]);
     assert!(err.contains("log.filter"), "{err}");

@@ -46,9 +46,19 @@ pub struct RatelimitSpec {
     pub auto_apply: bool,
 }
 
-/// Checks a key's rate limits: names 1-128 characters and unique, limit ≥ 1, a window of
-/// 1 s to 30 days.
+/// Most rate limits a key or an identity holds: each applied one is a check per verification.
+pub const MAX_RATELIMITS: usize = 100;
+
+/// Checks a key's (or an identity's) rate limits: at most [`MAX_RATELIMITS`], names 1-128
+/// characters and unique, limit ≥ 1, a window of 1 s to 30 days.
 pub fn check_ratelimits(items: &[RatelimitSpec]) -> Result<(), Invalid> {
+    if items.len() > MAX_RATELIMITS {
+        return Err(Invalid::new(
+            "INVALID_RATELIMIT",
+            "ratelimits",
+            format!("at most {MAX_RATELIMITS} rate limits"),
+        ));
+    }
     for (i, r) in items.iter().enumerate() {
         let at = |field: &str| format!("ratelimits[{i}].{field}");
         if r.name.is_empty() || r.name.chars().count() > 128 {

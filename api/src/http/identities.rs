@@ -24,8 +24,9 @@ pub struct CreateIdentity {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
-    /// Rate limits shared by every key of this identity.
+    /// Rate limits shared by every key of this identity; at most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     ratelimits: Option<Vec<RatelimitIn>>,
 }
 
@@ -70,8 +71,9 @@ pub struct UpdateIdentity {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
-    /// Replaces every rate limit (a limit keeping its name keeps its id).
+    /// Replaces every rate limit (a limit keeping its name keeps its id); at most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     ratelimits: Option<Vec<RatelimitIn>>,
 }
 

@@ -59,8 +59,9 @@ pub struct CreateKey {
     /// Credits, spent by verifications.
     #[serde(default)]
     credits: Option<CreditsIn>,
-    /// Rate limits, with unique names.
+    /// Rate limits, with unique names; at most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     ratelimits: Option<Vec<RatelimitIn>>,
     /// Enabled from the start (default true).
     #[serde(default)]
@@ -146,7 +147,7 @@ pub struct UpdateKey {
     #[schema(value_type = Option<UpdateCreditsIn>, nullable)]
     #[serde(default, deserialize_with = "nullable")]
     credits: Option<Option<UpdateCreditsIn>>,
-    #[schema(value_type = Option<Vec<RatelimitIn>>, nullable)]
+    #[schema(value_type = Option<Vec<RatelimitIn>>, nullable, max_items = 100)]
     #[serde(default, deserialize_with = "nullable")]
     ratelimits: Option<Option<Vec<RatelimitIn>>>,
     #[serde(default)]

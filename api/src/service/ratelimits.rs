@@ -12,8 +12,8 @@ use strongbox_shared::permissions::{Perm, RatelimitAction};
 
 use super::{Changed, Principal, Service, ServiceError, new_id};
 use crate::domain::ratelimit::{
-    LimitAnswer, LimitRequest, MAX_MULTI, MAX_PAGE, Namespace, Override, check_name, check_request,
-    check_window,
+    LimitAnswer, LimitRequest, MAX_MULTI, MAX_OVERRIDES, MAX_PAGE, MAX_PATTERN_OVERRIDES,
+    Namespace, Override, check_name, check_pattern, check_request, check_window,
 };
 use crate::domain::{Invalid, cut_page};
 use crate::ratelimit::Check;
@@ -71,43 +71,13 @@ impl Service {
         caller: &Principal,
         request: LimitRequest,
     ) -> Result<LimitAnswer, ServiceError> {
-        self.limit_one(caller, request, String::new()).await
+        check_request("", &request)?;
+        let ns = self.limit_namespace(caller, &request.namespace).await?;
+        Ok(self.count(&ns, request).await)
     }
 
-    async fn limit_one(
-        &self,
-        caller: &Principal,
-        request: LimitRequest,
-        at: String,
-    ) -> Result<LimitAnswer, ServiceError> {
-        let at = at.as_str();
-        check_name(at, "namespace", &request.namespace)?;
-        let ns = self.namespace(caller, &request.namespace, Some(RatelimitAction::Limit)).await?;
-        caller.require(Perm::ratelimit(&ns.id, RatelimitAction::Limit))?;
-        check_request(at, &request)?;
-        let applied = ns.override_for(&request.identifier);
-        let (limit, duration) =
-            applied.map_or((request.limit, request.duration), |o| (o.limit, o.duration));
-        let bucket = format!("n:{}:{duration}:{}", ns.id, request.identifier);
-        let check = Check { bucket: &bucket, limit, duration, cost: request.cost };
-        let outcome = self.limiter.hit(&self.pool, check).await;
-        metrics::counter!(
-            "strongbox_ratelimit_outcomes_total",
-            "passed" => if outcome.exceeded { "false" } else { "true" }
-        )
-        .increment(1);
-        Ok(LimitAnswer {
-            namespace: request.namespace,
-            identifier: request.identifier,
-            limit,
-            remaining: outcome.remaining,
-            reset: outcome.reset,
-            success: !outcome.exceeded,
-            override_id: applied.map(|o| o.id.clone()),
-        })
-    }
-
-    /// `ratelimit.multiLimit`: every check counts; it passes when all do.
+    /// `ratelimit.multiLimit`: every check counts; it passes when all do. Every element is
+    /// checked and authorized before any is counted, so a refused call counts nothing.
     pub async fn multi_limit(
         &self,
         caller: &Principal,
@@ -121,11 +91,53 @@ impl Service {
             )
             .into());
         }
+        for (i, request) in requests.iter().enumerate() {
+            check_request(&format!("[{i}]."), request)?;
+        }
+        let mut namespaces = Vec::with_capacity(requests.len());
+        for request in &requests {
+            namespaces.push(self.limit_namespace(caller, &request.namespace).await?);
+        }
         let mut answers = Vec::with_capacity(requests.len());
-        for (i, request) in requests.into_iter().enumerate() {
-            answers.push(self.limit_one(caller, request, format!("[{i}].")).await?);
+        for (ns, request) in namespaces.iter().zip(requests) {
+            answers.push(self.count(ns, request).await);
         }
         Ok(answers)
+    }
+
+    /// The namespace a limit counts in, made on first use, once the caller may limit in it.
+    async fn limit_namespace(
+        &self,
+        caller: &Principal,
+        namespace: &str,
+    ) -> Result<Arc<Namespace>, ServiceError> {
+        let ns = self.namespace(caller, namespace, Some(RatelimitAction::Limit)).await?;
+        caller.require(Perm::ratelimit(&ns.id, RatelimitAction::Limit))?;
+        Ok(ns)
+    }
+
+    /// Counts one checked and authorized request.
+    async fn count(&self, ns: &Namespace, request: LimitRequest) -> LimitAnswer {
+        let applied = ns.override_for(&request.identifier);
+        let (limit, duration) =
+            applied.map_or((request.limit, request.duration), |o| (o.limit, o.duration));
+        let bucket = format!("n:{}:{duration}:{}", ns.id, request.identifier);
+        let check = Check { bucket: &bucket, limit, duration, cost: request.cost };
+        let outcome = self.limiter.hit(&self.pool, check).await;
+        metrics::counter!(
+            "strongbox_ratelimit_outcomes_total",
+            "passed" => if outcome.exceeded { "false" } else { "true" }
+        )
+        .increment(1);
+        LimitAnswer {
+            namespace: request.namespace,
+            identifier: request.identifier,
+            limit,
+            remaining: outcome.remaining,
+            reset: outcome.reset,
+            success: !outcome.exceeded,
+            override_id: applied.map(|o| o.id.clone()),
+        }
     }
 
     /// `ratelimit.setOverride`: creates or replaces the override of an identifier or pattern.
@@ -137,12 +149,26 @@ impl Service {
         limit: i64,
         duration: i64,
     ) -> Result<String, ServiceError> {
+        check_name("", "namespace", namespace)?;
+        check_pattern(identifier)?;
+        check_window("", limit, duration)?;
         let ns = self.namespace(caller, namespace, Some(RatelimitAction::SetOverride)).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::SetOverride))?;
-        check_name("", "identifier", identifier)?;
-        check_window("", limit, duration)?;
         let mut db = self.db().await?;
         let tx = db.transaction().await.context("starting a transaction")?;
+        let (all, patterns) =
+            store::ratelimit::lock_and_count_overrides(&tx, &ns.id, identifier).await?;
+        let pattern = i64::from(identifier.contains('*'));
+        if all + 1 > MAX_OVERRIDES as i64 || patterns + pattern > MAX_PATTERN_OVERRIDES as i64 {
+            return Err(Invalid::new(
+                "TOO_MANY_OVERRIDES",
+                "identifier",
+                format!(
+                    "a namespace holds at most {MAX_OVERRIDES} overrides, {MAX_PATTERN_OVERRIDES} of them patterns"
+                ),
+            )
+            .into());
+        }
         let id = store::ratelimit::set_override(
             &tx,
             &ns.id,
@@ -166,9 +192,7 @@ impl Service {
         let ns = self.namespace(caller, namespace, None).await?;
         caller.require(Perm::ratelimit(&ns.id, RatelimitAction::ReadOverride))?;
         check_name("", "identifier", identifier)?;
-        ns.overrides
-            .iter()
-            .find(|o| o.identifier == identifier)
+        ns.override_named(identifier)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound("no override for this identifier".to_owned()))
     }

@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use strongbox_shared::db::prepared;
 
 use super::{Context as _, StoreError};
-use crate::domain::ratelimit::{Namespace, Override};
+use crate::domain::ratelimit::{MAX_OVERRIDES, Namespace, Override};
 
 /// What [`take`] granted.
 #[derive(Debug, Clone, Copy)]
@@ -20,19 +20,21 @@ pub struct Taken {
 }
 
 /// Takes `cost` units of `bucket` and `share` of what is left as a lease, in one round trip
-/// (the `ratelimit_take` function of `V0005`).
+/// (the `ratelimit_take` function of `V0005`). Windows start at `offset` past multiples of
+/// `duration`.
 pub async fn take(
     c: &impl GenericClient,
     bucket: &str,
     limit: i64,
     duration: i64,
+    offset: i64,
     cost: i64,
     share: f64,
 ) -> Result<Taken, StoreError> {
     let row = prepared::query_one(
         c,
-        "SELECT granted, used, window_start, now_ms FROM ratelimit_take($1, $2, $3, $4, $5)",
-        &[&bucket, &limit, &duration, &cost, &share],
+        "SELECT granted, used, window_start, now_ms FROM ratelimit_take($1, $2, $3, $4, $5, $6)",
+        &[&bucket, &limit, &duration, &offset, &cost, &share],
     )
     .await
     .context("taking rate-limit units")?;
@@ -109,8 +111,10 @@ pub async fn namespace(
     .context("finding a rate-limit namespace")?;
     let Some(row) = row else { return Ok(None) };
     let id: String = row.get(0);
-    let overrides = overrides(c, &id, "", i64::MAX).await?;
-    Ok(Some(Namespace { id, workspace_id: row.get(1), name: row.get(2), overrides }))
+    // Bounded by the cap setOverride keeps (MAX_OVERRIDES); the LIMIT is a backstop.
+    let limit = i64::try_from(MAX_OVERRIDES).unwrap_or(i64::MAX) * 2;
+    let overrides = overrides(c, &id, "", limit).await?;
+    Ok(Some(Namespace::new(id, row.get(1), row.get(2), overrides)))
 }
 
 /// Creates namespace `name` with `id`, or finds the one a concurrent call created; its id.
@@ -158,6 +162,31 @@ pub async fn overrides(
             duration: r.get(3),
         })
         .collect())
+}
+
+/// Locks the namespace's row until the transaction ends (serializing override changes), and
+/// counts its overrides other than `identifier`'s: all of them, and the patterns.
+pub async fn lock_and_count_overrides(
+    c: &impl GenericClient,
+    namespace_id: &str,
+    identifier: &str,
+) -> Result<(i64, i64), StoreError> {
+    prepared::execute(
+        c,
+        "SELECT 1 FROM ratelimit_namespaces WHERE id = $1 FOR UPDATE",
+        &[&namespace_id],
+    )
+    .await
+    .context("locking a rate-limit namespace")?;
+    let row = prepared::query_one(
+        c,
+        "SELECT count(*), count(*) FILTER (WHERE strpos(identifier, '*') > 0) \
+         FROM ratelimit_overrides WHERE namespace_id = $1 AND identifier <> $2",
+        &[&namespace_id, &identifier],
+    )
+    .await
+    .context("counting rate-limit overrides")?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Sets the override of `identifier` (a new one gets `id`); the override's id.
