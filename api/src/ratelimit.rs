@@ -85,6 +85,34 @@ impl Lease {
     fn valid(&self, limit: i64, now: Instant) -> bool {
         self.limit == limit && self.ends.is_some_and(|e| now < e)
     }
+
+    /// Decides `check` from what this replica holds, if it can: spends stock, or repeats a
+    /// refusal that still holds.
+    fn decide(&mut self, check: &Check<'_>, now: Instant) -> Option<Outcome> {
+        if !self.valid(check.limit, now) {
+            return None;
+        }
+        if self.stock >= check.cost {
+            self.stock -= check.cost;
+            return Some(self.outcome(false));
+        }
+        if self.refused_until.is_some_and(|t| now < t) && check.cost >= self.refused_cost {
+            return Some(self.outcome(true));
+        }
+        None
+    }
+
+    fn outcome(&self, exceeded: bool) -> Outcome {
+        Outcome { exceeded, remaining: self.left + self.stock, reset: self.reset }
+    }
+}
+
+/// One bucket on this replica: its lease, decided under a plain lock held for nanoseconds, and
+/// the right to ask the database, held by one check at a time.
+#[derive(Default)]
+struct Bucket {
+    lease: Mutex<Lease>,
+    asking: tokio::sync::Mutex<()>,
 }
 
 /// A sliding window counted on this replica alone, for the `local` fallback.
@@ -101,12 +129,25 @@ pub struct Limiter {
     config: RatelimitConfig,
     /// This replica's heartbeat id.
     replica: String,
-    buckets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Lease>>>>,
+    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     local: Mutex<HashMap<String, LocalWindow>>,
     /// Live replicas at the last heartbeat (1 until one is seen).
     replicas: AtomicI64,
     /// Until then, checks fall back without trying the database.
     down_until: Mutex<Option<Instant>>,
+}
+
+/// Why a round trip gave no answer.
+enum Failure {
+    /// Every pooled connection was busy: this check alone falls back.
+    Busy,
+    /// The database did not answer: checks fall back for `retry_after_ms`.
+    Down(String),
+}
+
+/// Locks a plain mutex, whose holders never panic while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where `bucket`'s windows start within `duration`: spread by a hash of the bucket, so that the
@@ -155,79 +196,53 @@ impl Limiter {
     pub async fn hit(&self, pool: &Pool, check: Check<'_>) -> Outcome {
         let check = Check { duration: check.duration.max(1), ..check };
         let deadline = Duration::from_millis(self.config.timeout_ms.max(1));
-        let lease = self.lease(check.bucket);
-        // Checks of one bucket queue here while one of them asks the database; the queue is
-        // bounded by the same deadline as the round trip.
-        let Ok(mut lease) = tokio::time::timeout(deadline, lease.lock()).await else {
+        let bucket = self.bucket(check.bucket);
+        if let Some(outcome) = lock(&bucket.lease).decide(&check, Instant::now()) {
+            return outcome;
+        }
+        // One check of a bucket asks the database at a time; the others queue here, bounded by
+        // the same deadline as the round trip, and may find the answer they need when it ends.
+        let Ok(_asking) = tokio::time::timeout(deadline, bucket.asking.lock()).await else {
             return self.fallback(check);
         };
         let now = Instant::now();
-        if lease.valid(check.limit, now) {
-            if lease.stock >= check.cost {
-                lease.stock -= check.cost;
-                return Outcome {
-                    exceeded: false,
-                    remaining: lease.left + lease.stock,
-                    reset: lease.reset,
-                };
+        // Units this check already holds, taken out so that no other check spends them while
+        // the database is asked for the rest.
+        let held = {
+            let mut lease = lock(&bucket.lease);
+            if let Some(outcome) = lease.decide(&check, now) {
+                return outcome;
             }
-            if lease.refused_until.is_some_and(|t| now < t) && check.cost >= lease.refused_cost {
-                return Outcome {
-                    exceeded: true,
-                    remaining: lease.left + lease.stock,
-                    reset: lease.reset,
-                };
+            if !lease.valid(check.limit, now) {
+                *lease = Lease::default();
             }
-        } else {
-            *lease = Lease::default();
-        }
-        let down_until = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut lease.stock)
+        };
+        let give_back = |held: i64| lock(&bucket.lease).stock += held;
+        let down_until = *lock(&self.down_until);
         if down_until.is_some_and(|t| now < t) {
+            give_back(held);
             return self.fallback(check);
         }
-        let need = check.cost - lease.stock;
+        let need = check.cost - held;
         let share = SHARE / self.replicas() as f64;
         let offset = offset(check.bucket, check.duration);
         let sent = Instant::now();
-        let Ok(client) = tokio::time::timeout(deadline, pool.get()).await else {
-            // Every connection busy serving other calls is not the database being down: this
-            // check alone falls back.
-            let status = pool.status();
-            if status.size >= status.max_size {
-                return self.fallback(check);
+        let taken = match self.take(pool, &check, deadline, offset, need, share).await {
+            Ok(taken) => taken,
+            Err(failure) => {
+                give_back(held);
+                return match failure {
+                    Failure::Busy => self.fallback(check),
+                    Failure::Down(why) => self.trip(check, &why),
+                };
             }
-            return self.trip(check, "no connection within ratelimit.timeout_ms");
-        };
-        let client = match client {
-            Ok(client) => client,
-            Err(error) => return self.trip(check, &format!("{:#}", anyhow::Error::new(error))),
-        };
-        let left = deadline.saturating_sub(sent.elapsed());
-        let taken = tokio::time::timeout(
-            left,
-            store::ratelimit::take(
-                &client,
-                check.bucket,
-                check.limit,
-                check.duration,
-                offset,
-                need,
-                share,
-            ),
-        )
-        .await;
-        metrics::counter!("strongbox_ratelimit_round_trips_total").increment(1);
-        let taken = match taken {
-            Ok(Ok(taken)) => taken,
-            Ok(Err(error)) => {
-                return self.trip(check, &format!("{:#}", anyhow::Error::new(error)));
-            }
-            Err(_) => return self.trip(check, "no answer within ratelimit.timeout_ms"),
         };
         // The window's end, measured from when the request left: never later than the
         // database's own end.
         let window_left = (taken.window_start + check.duration - taken.now_ms).max(0);
         let ends = sent + Duration::from_millis(u64::try_from(window_left).unwrap_or(0));
+        let mut lease = lock(&bucket.lease);
         if !lease.valid(check.limit, now) {
             *lease = Lease { limit: check.limit, ends: Some(ends), ..Lease::default() };
         }
@@ -235,10 +250,11 @@ impl Limiter {
         lease.left = (check.limit - taken.used).max(0);
         let admitted = taken.granted > 0 || (need <= 0 && taken.used <= check.limit);
         if admitted {
-            lease.stock += taken.granted - check.cost;
+            lease.stock += held + taken.granted - check.cost;
             lease.refused_until = None;
-            Outcome { exceeded: false, remaining: lease.left + lease.stock, reset: lease.reset }
+            lease.outcome(false)
         } else {
+            lease.stock += held;
             // Units free up no faster than the previous window's weight decays: at most
             // limit/duration per ms. The refusal holds for checks at least this costly.
             let unit = Duration::from_millis(
@@ -246,21 +262,58 @@ impl Limiter {
             );
             lease.refused_until = Some(ends.min(now + unit.max(MIN_REFUSAL)));
             lease.refused_cost = check.cost;
-            Outcome { exceeded: true, remaining: lease.left + lease.stock, reset: lease.reset }
+            lease.outcome(true)
         }
     }
 
-    /// The lease of `bucket`, made on first use. Past [`MAX_BUCKETS`], every lease not in use
+    /// One round trip to the shared state, within `deadline`.
+    async fn take(
+        &self,
+        pool: &Pool,
+        check: &Check<'_>,
+        deadline: Duration,
+        offset: i64,
+        need: i64,
+        share: f64,
+    ) -> Result<store::ratelimit::Taken, Failure> {
+        let sent = Instant::now();
+        let client = match tokio::time::timeout(deadline, pool.get()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => {
+                return Err(Failure::Down(format!("{:#}", anyhow::Error::new(error))));
+            }
+            // Every connection busy serving other calls is not the database being down.
+            Err(_) if pool.status().size >= pool.status().max_size => return Err(Failure::Busy),
+            Err(_) => {
+                return Err(Failure::Down("no connection within ratelimit.timeout_ms".into()));
+            }
+        };
+        let left = deadline.saturating_sub(sent.elapsed());
+        let (bucket, limit, duration) = (check.bucket, check.limit, check.duration);
+        let taken = tokio::time::timeout(
+            left,
+            store::ratelimit::take(&client, bucket, limit, duration, offset, need, share),
+        )
+        .await;
+        metrics::counter!("strongbox_ratelimit_round_trips_total").increment(1);
+        match taken {
+            Ok(Ok(taken)) => Ok(taken),
+            Ok(Err(error)) => Err(Failure::Down(format!("{:#}", anyhow::Error::new(error)))),
+            Err(_) => Err(Failure::Down("no answer within ratelimit.timeout_ms".into())),
+        }
+    }
+
+    /// The bucket of `name`, made on first use. Past [`MAX_BUCKETS`], every bucket not in use
     /// is dropped: its unspent units only ever refuse early, so dropping one is always safe.
-    fn lease(&self, bucket: &str) -> Arc<tokio::sync::Mutex<Lease>> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(lease) = buckets.get(bucket) {
-            return lease.clone();
+    fn bucket(&self, name: &str) -> Arc<Bucket> {
+        let mut buckets = lock(&self.buckets);
+        if let Some(bucket) = buckets.get(name) {
+            return bucket.clone();
         }
         if buckets.len() >= MAX_BUCKETS {
-            buckets.retain(|_, lease| Arc::strong_count(lease) > 1);
+            buckets.retain(|_, bucket| Arc::strong_count(bucket) > 1);
         }
-        buckets.entry(bucket.to_owned()).or_default().clone()
+        buckets.entry(name.to_owned()).or_default().clone()
     }
 
     /// A round trip failed: fall back for `retry_after_ms`, and say so once.
@@ -384,11 +437,11 @@ mod tests {
     #[test]
     fn idle_leases_are_dropped_past_the_cap_and_held_ones_kept() {
         let limiter = limiter(OnUnavailable::Local);
-        let held = limiter.lease("held");
+        let held = limiter.bucket("held");
         for i in 0..MAX_BUCKETS {
-            limiter.lease(&format!("b{i}"));
+            limiter.bucket(&format!("b{i}"));
         }
-        limiter.lease("one more");
+        limiter.bucket("one more");
         let buckets = limiter.buckets.lock().unwrap();
         assert!(buckets.len() <= 3, "{}", buckets.len());
         assert!(buckets.contains_key("held") && Arc::strong_count(&held) == 2);
