@@ -3,11 +3,11 @@
 -- One row per (bucket, window): how many units the replicas have taken in that window. A
 -- replica takes a lease of several units at once when its limit is far from full, and exactly
 -- what it needs when it is near, so a leased unit that goes unused only ever refuses, never
--- admits. UNLOGGED: counts are soft state, and a Postgres crash that empties the table admits at
--- most one window's worth again.
+-- admits. UNLOGGED: counts are soft state. A Postgres crash, or a failover to a standby (which
+-- never receives unlogged tables), empties it, and each limit may then admit its window again.
 CREATE UNLOGGED TABLE ratelimit_windows (
     bucket       text   NOT NULL,
-    window_start bigint NOT NULL,  -- Unix ms, a multiple of the window's length
+    window_start bigint NOT NULL,  -- Unix ms, the bucket's offset past a multiple of the length
     used         bigint NOT NULL,
     expires_at   bigint NOT NULL,  -- Unix ms; after it the row is never read again
     PRIMARY KEY (bucket, window_start)
