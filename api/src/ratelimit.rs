@@ -145,6 +145,15 @@ enum Failure {
     Down(String),
 }
 
+/// A pooled connection only if one is free now: background work never queues behind (or in
+/// front of) requests for the pool; a busy pool skips a heartbeat, which the next one makes up.
+async fn idle_connection(
+    pool: &Pool,
+) -> Result<deadpool_postgres::Object, deadpool_postgres::PoolError> {
+    let now = deadpool_postgres::Timeouts { wait: Some(Duration::ZERO), ..pool.timeouts() };
+    pool.timeout_get(&now).await
+}
+
 /// Locks a plain mutex, whose holders never panic while holding it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -397,14 +406,14 @@ impl Limiter {
                 }
                 beats += 1;
             }
-            if let Ok(client) = pool.get().await {
+            if let Ok(client) = idle_connection(&pool).await {
                 let _ = store::ratelimit::leave(&client, &self.replica).await;
             }
         });
     }
 
     async fn beat(&self, pool: &Pool, live_ms: i64, sweep: bool) -> anyhow::Result<()> {
-        let client = pool.get().await?;
+        let client = idle_connection(pool).await?;
         let live = store::ratelimit::heartbeat(&client, &self.replica, live_ms).await?;
         self.replicas.store(live.max(1), Ordering::Relaxed);
         metrics::gauge!("strongbox_ratelimit_replicas").set(live.max(1) as f64);

@@ -247,6 +247,27 @@ fn rate_limit_options_default_to_local_and_are_checked() {
 }
 
 #[test]
+fn the_pkcs11_seal_needs_its_module_token_and_pin_file() {
+    let seal = [
+        ("STRONGBOX_VAULT__DATABASE__URL", URL),
+        ("STRONGBOX_VAULT__SEAL__KIND", "pkcs11"),
+        ("STRONGBOX_VAULT__SEAL__MODULE", "/usr/lib/softhsm/libsofthsm2.so"),
+        ("STRONGBOX_VAULT__SEAL__TOKEN_LABEL", "strongbox"),
+        ("STRONGBOX_VAULT__SEAL__PIN_FILE", "/run/pin"),
+    ];
+    let config = vault(&seal).unwrap();
+    assert_eq!(config.seal.key_label(), "strongbox-unlock");
+    assert_eq!(config.seal.pin_file.unwrap().to_str(), Some("/run/pin"), "a path, not its content");
+    let err = format!("{:#}", vault(&seal[..4]).unwrap_err());
+    assert!(err.contains("seal.pin_file"), "{err}");
+    let mut with_file = seal.to_vec();
+    with_file.push(("STRONGBOX_VAULT__UNLOCK__AUTO_UNLOCK_KEY_FILE", "/run/key"));
+    let err = format!("{:#}", vault(&with_file).unwrap_err());
+    assert!(err.contains("unlock.auto_unlock_key_file"), "{err}");
+    assert!(vault(&[("STRONGBOX_VAULT__DATABASE__URL", URL)]).unwrap().seal.module.is_none());
+}
+
+#[test]
 fn a_bad_log_filter_is_named() {
     let err = error_of(&[("STRONGBOX_API__LOG__FILTER", "info,[")]);
     assert!(err.contains("log.filter"), "{err}");

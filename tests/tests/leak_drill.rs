@@ -327,3 +327,87 @@ async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers
         assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
     }
 }
+
+/// Under the PKCS#11 seal the token (with its PIN) takes the server key's place. The token with
+/// the api database and any vault database but its own recovers nothing; the token with both
+/// databases recovers every key.
+#[tokio::test]
+async fn the_token_without_its_vault_database_recovers_nothing_and_with_both_every_key() {
+    use strongbox_tests::softhsm::{MODULE, SoftToken};
+    let token = SoftToken::shared();
+    let scratch = TempDir::new("drill-token");
+    let pin = scratch.path().join("pin");
+    std::fs::write(&pin, &token.pin).unwrap();
+    let pin = pin.to_str().unwrap().to_owned();
+    let seal = [
+        ("STRONGBOX_VAULT__SEAL__KIND", "pkcs11"),
+        ("STRONGBOX_VAULT__SEAL__MODULE", MODULE),
+        ("STRONGBOX_VAULT__SEAL__TOKEN_LABEL", token.label.as_str()),
+        ("STRONGBOX_VAULT__SEAL__PIN_FILE", pin.as_str()),
+    ];
+    let (api_db, vault_db) = (TestDb::new().await, TestDb::new().await);
+    let vault = spawn_vault(&vault_db, &seal).await;
+    let (status, body) = vault.post("operator", "/v1/sys/initialize", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let api = strongbox_tests::spawn_api_with_vault(&api_db, &vault, &[]).await;
+    let root = api.workspace("drill").await;
+    let api_id = api.create_api(&root, "drill").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
+    }
+    let export = scratch.path().join("export.jsonl");
+    export_workspace(&api_db, &export).await;
+    let export = export.to_str().unwrap().to_owned();
+    let recover = |vault_db: String| {
+        let (export, pin) = (export.clone(), pin.clone());
+        let label = token.label.clone();
+        async move {
+            let args = [
+                "recover",
+                "--vault-db",
+                &vault_db,
+                "--input",
+                &export,
+                "--token",
+                "--module",
+                MODULE,
+                "--token-label",
+                &label,
+                "--pin-file",
+                &pin,
+            ];
+            run("strongbox-vault", &args, "").await
+        }
+    };
+    // Another vault database, sealed by the same token and key: its server key opens nothing of
+    // this vault's.
+    let other_db = TestDb::new().await;
+    let other = spawn_vault(&other_db, &seal).await;
+    assert_eq!(other.post("operator", "/v1/sys/initialize", json!({})).await.0, 200);
+    let (code, out, err) = recover(other_db.url().to_owned()).await;
+    assert_ne!(code, 0, "{err}");
+    assert!(keys.iter().all(|(_, key)| !out.contains(key) && !err.contains(key)), "{out}");
+    // An empty vault database: nothing to unseal.
+    let empty = TestDb::new().await;
+    strongbox_vault::migrate(&strongbox_shared::db::DatabaseConfig::from_url(empty.url()))
+        .await
+        .unwrap();
+    let (code, out, err) = recover(empty.url().to_owned()).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no root record"), "{err}");
+    assert!(keys.iter().all(|(_, key)| !out.contains(key)));
+    // The token with both databases: every key.
+    let (code, out, err) = recover(vault_db.url().to_owned()).await;
+    assert_eq!(code, 0, "{err}");
+    for (id, key) in &keys {
+        let line =
+            out.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id}: {out}"));
+        let recovered: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
+    }
+    // Neither database holds the server key or anything the token did not seal.
+    let vault_dump = dump(&vault_db).await;
+    assert!(!vault_dump.contains(&token.pin), "the PIN is not stored");
+}

@@ -19,7 +19,7 @@ const DEFAULTS: &[(&str, &str)] =
 const LISTS: &[&str] = &["tls.crls"];
 
 /// Options whose names end in `_file` (see [`ConfigSources::literal_file_options`]).
-const LITERAL_FILES: &[&str] = &["unlock.auto_unlock_key_file"];
+const LITERAL_FILES: &[&str] = &["unlock.auto_unlock_key_file", "seal.pin_file"];
 
 /// Everything `strongbox-vault` reads at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +52,55 @@ pub struct VaultConfig {
     /// `[kdf]`: bounds on the server-key KDF.
     #[serde(default)]
     pub kdf: KdfConfig,
+    /// `[seal]`: how the server key is held.
+    #[serde(default)]
+    pub seal: SealConfig,
+}
+
+/// How the server key is held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SealKind {
+    /// One server key an operator holds (the default).
+    #[default]
+    Key,
+    /// A server key split into k-of-n shares that operators hold.
+    Shares,
+    /// A random server key sealed by a key inside a PKCS#11 token: replicas unlock themselves.
+    Pkcs11,
+}
+
+/// `[seal]`: `key` and `shares` are held by people (the root record says which, `initialize`
+/// chooses); `pkcs11` makes `initialize` seal a random server key with the token, and each
+/// replica unlock itself at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealConfig {
+    /// `key`, `shares` or `pkcs11`.
+    #[serde(default)]
+    pub kind: SealKind,
+    /// pkcs11: the module (`.so`) the vendor ships.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// pkcs11: the label of the token that holds the key.
+    #[serde(default)]
+    pub token_label: Option<String>,
+    /// pkcs11: a file holding the token's user PIN (a mounted secret).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// pkcs11: the label of the AES key in the token (made by `initialize` when absent).
+    #[serde(default)]
+    pub key_label: Option<String>,
+}
+
+/// The key label used when `seal.key_label` is unset.
+pub const DEFAULT_KEY_LABEL: &str = "strongbox-unlock";
+
+impl SealConfig {
+    /// The token key's label.
+    pub fn key_label(&self) -> &str {
+        self.key_label.as_deref().unwrap_or(DEFAULT_KEY_LABEL)
+    }
 }
 
 /// `[kdf]`: bounds on the server-key KDF's parameters.
@@ -314,6 +363,33 @@ impl VaultConfig {
                 option: "limits",
                 reason: "max_items and max_plaintext_bytes must be at least 1".to_owned(),
             });
+        }
+        if self.seal.kind == SealKind::Pkcs11 {
+            for (option, missing) in [
+                ("seal.module", self.seal.module.is_none()),
+                ("seal.token_label", self.seal.token_label.is_none()),
+                ("seal.pin_file", self.seal.pin_file.is_none()),
+            ] {
+                if missing {
+                    return Err(ConfigError::Option {
+                        option,
+                        reason: "is required with seal.kind = \"pkcs11\"".to_owned(),
+                    });
+                }
+            }
+            if self.unlock.auto_unlock_key_file.is_some() {
+                return Err(ConfigError::Option {
+                    option: "unlock.auto_unlock_key_file",
+                    reason: "cannot be used with seal.kind = \"pkcs11\" (the token unlocks)"
+                        .to_owned(),
+                });
+            }
+            if self.seal.key_label().is_empty() {
+                return Err(ConfigError::Option {
+                    option: "seal.key_label",
+                    reason: "must not be empty".to_owned(),
+                });
+            }
         }
         if self.tls.trust_domain.is_empty() || self.tls.trust_domain.contains('/') {
             return Err(ConfigError::Option {

@@ -93,6 +93,9 @@ pub enum VaultError {
     /// Stored key material failed to authenticate: tampering or corruption.
     #[error("stored key material failed an integrity check")]
     Integrity,
+    /// The PKCS#11 token could not seal or unseal (unreachable, PIN refused, key missing).
+    #[error("the PKCS#11 token is not available: {0}")]
+    TokenUnavailable(String),
     /// The database is unreachable, restarting or out of connections for now.
     #[error("the vault database is not answering right now; retry shortly")]
     DatabaseUnavailable,

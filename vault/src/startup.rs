@@ -54,10 +54,14 @@ impl Application {
         strongbox_shared::metrics::install();
         strongbox_shared::metrics::describe(crate::http::METRICS);
         let pool = strongbox_shared::db::pool(&config.database)?;
-        let vault =
-            Vault::start(pool, Settings { unlock: config.unlock.clone(), limits: config.limits })
-                .await
-                .context("reading the vault state")?;
+        let token = match config.seal.kind {
+            crate::config::SealKind::Pkcs11 => Some(std::sync::Arc::new(
+                crate::service::token::TokenSeal::from_config(&config.seal)?,
+            )),
+            _ => None,
+        };
+        let settings = Settings { unlock: config.unlock.clone(), limits: config.limits, token };
+        let vault = Vault::start(pool, settings).await.context("reading the vault state")?;
         if let Some(path) = &config.unlock.auto_unlock_key_file {
             auto_unlock(&vault, path).await?;
         }
@@ -127,6 +131,7 @@ impl Application {
             token.clone(),
         );
         self.state.vault.clone().spawn_maintenance(self.rotation, token.clone());
+        self.state.vault.clone().spawn_token_unlock(token.clone());
         let main = tls_listener::serve(
             self.main,
             self.tls,

@@ -24,6 +24,17 @@ pub struct RootRow {
     pub sealed_root: Vec<u8>,
     /// How the server key is held.
     pub seal: Seal,
+    /// Under [`Seal::Pkcs11`]: the server key as the token sealed it.
+    pub token: Option<TokenSealed>,
+}
+
+/// The server key sealed by a PKCS#11 token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSealed {
+    /// The label of the token's key that sealed it.
+    pub key_label: String,
+    /// What the token's `seal` made.
+    pub sealed: Vec<u8>,
 }
 
 /// How the server key is held: one secret, or split into shares.
@@ -40,12 +51,14 @@ pub enum Seal {
         /// The split's random id, which each of its shares carries.
         set: [u8; 4],
     },
+    /// A random server key, sealed by a key in a PKCS#11 token (the record's `token`).
+    Pkcs11,
 }
 
 impl Seal {
     fn columns(self) -> (Option<i16>, Option<i16>, Option<Vec<u8>>) {
         match self {
-            Self::Key => (None, None, None),
+            Self::Key | Self::Pkcs11 => (None, None, None),
             Self::Shares { shares, threshold, set } => {
                 (Some(i16::from(shares)), Some(i16::from(threshold)), Some(set.to_vec()))
             }
@@ -62,6 +75,13 @@ fn to_i32(value: u32) -> i32 {
 }
 
 fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
+    let token = match (
+        row.get::<_, Option<String>>("token_key_label"),
+        row.get::<_, Option<Vec<u8>>>("token_sealed"),
+    ) {
+        (Some(key_label), Some(sealed)) => Some(TokenSealed { key_label, sealed }),
+        _ => None,
+    };
     RootRow {
         generation: row.get("generation"),
         root_version: row.get("root_version"),
@@ -77,6 +97,7 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
             row.get::<_, Option<i16>>("threshold"),
             row.get::<_, Option<Vec<u8>>>("share_set"),
         ) {
+            _ if token.is_some() => Seal::Pkcs11,
             (Some(n), Some(k), Some(set)) => Seal::Shares {
                 shares: u8::try_from(n).unwrap_or(0),
                 threshold: u8::try_from(k).unwrap_or(0),
@@ -84,11 +105,12 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
             },
             _ => Seal::Key,
         },
+        token,
     }
 }
 
 const ROOT_COLUMNS: &str = "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, \
-                            sealed_root, shares, threshold, share_set";
+                            sealed_root, shares, threshold, share_set, token_key_label, token_sealed";
 
 /// The root record, if the vault is initialized.
 pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
@@ -121,11 +143,14 @@ pub async fn insert_root(
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
+    let (label, sealed) = token_columns(root);
     let n = prepared::execute(
         c,
         "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
-             argon2_p, salt, sealed_root, shares, threshold, share_set) \
-             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+             argon2_p, salt, sealed_root, shares, threshold, share_set, token_key_label, \
+             token_sealed) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (id) DO NOTHING",
         &[
             &root.generation,
             &root.root_version,
@@ -137,10 +162,19 @@ pub async fn insert_root(
             &shares,
             &threshold,
             &set,
+            &label,
+            &sealed,
         ],
     )
     .await?;
     Ok(n == 1)
+}
+
+fn token_columns(root: &RootRow) -> (Option<&str>, Option<&[u8]>) {
+    match &root.token {
+        Some(t) => (Some(t.key_label.as_str()), Some(t.sealed.as_slice())),
+        None => (None, None),
+    }
 }
 
 /// Replaces the root record if its generation is still `expected`. `false` when another change
@@ -151,11 +185,13 @@ pub async fn replace_root(
     root: &RootRow,
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
+    let (label, sealed) = token_columns(root);
     let n = prepared::execute(
         c,
         "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
              argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, shares = $9, \
-             threshold = $10, share_set = $11, updated_at = now() WHERE generation = $1",
+             threshold = $10, share_set = $11, token_key_label = $12, token_sealed = $13, \
+             updated_at = now() WHERE generation = $1",
         &[
             &expected_generation,
             &root.generation,
@@ -168,6 +204,8 @@ pub async fn replace_root(
             &shares,
             &threshold,
             &set,
+            &label,
+            &sealed,
         ],
     )
     .await?;

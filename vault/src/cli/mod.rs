@@ -89,6 +89,10 @@ pub enum Command {
         /// Generate a random 256-bit server key and print it once.
         #[arg(long, conflicts_with_all = ["key_stdin", "shares"])]
         generate: bool,
+        /// Under `seal.kind = "pkcs11"`: the vault's token seals a random server key that nobody
+        /// sees; every replica then unlocks itself through the token.
+        #[arg(long, conflicts_with_all = ["generate", "key_stdin", "shares"])]
+        token: bool,
         /// Read the server key from the first line of stdin instead of a prompt.
         #[arg(long, conflicts_with = "shares")]
         key_stdin: bool,
@@ -163,6 +167,20 @@ pub enum Command {
         /// The server key is held in shares: read them from stdin, one per line, to the end.
         #[arg(long)]
         shares_stdin: bool,
+        /// The server key is sealed by a PKCS#11 token: have the token unseal it (needs
+        /// --module, --token-label and --pin-file, or their `STRONGBOX_VAULT__SEAL__*`
+        /// variables).
+        #[arg(long, conflicts_with_all = ["key_stdin", "shares_stdin"])]
+        token: bool,
+        /// With --token: the PKCS#11 module.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE", requires = "token")]
+        module: Option<PathBuf>,
+        /// With --token: the token's label.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL", requires = "token")]
+        token_label: Option<String>,
+        /// With --token: a file holding the token's user PIN.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE", requires = "token")]
+        pin_file: Option<PathBuf>,
     },
     /// The audit log.
     Audit {
@@ -338,9 +356,31 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Recover { vault_db, input, output, key_stdin, shares_stdin } => {
+            Command::Recover {
+                vault_db,
+                input,
+                output,
+                key_stdin,
+                shares_stdin,
+                token,
+                module,
+                token_label,
+                pin_file,
+            } => {
                 crate::recover::check_input(&input)?;
-                let key = if shares_stdin {
+                let key = if token {
+                    let seal = crate::config::SealConfig {
+                        kind: crate::config::SealKind::Pkcs11,
+                        module,
+                        token_label,
+                        pin_file,
+                        key_label: None,
+                    };
+                    let database = strongbox_shared::db::DatabaseConfig::from_url(vault_db.clone());
+                    crate::service::token::TokenSeal::from_config(&seal)?
+                        .server_key_from(&database)
+                        .await?
+                } else if shares_stdin {
                     operator::key_from_stdin_shares()?
                 } else {
                     operator::existing_key(key_stdin, "Server key: ")?

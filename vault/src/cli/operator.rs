@@ -32,6 +32,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         s["threshold"], s["progress"]
                     ));
                 }
+                if s["seal"] == "pkcs11" {
+                    text.push_str("\nseal:         pkcs11 (each replica unlocks itself)");
+                }
+                if let Some(why) = s["auto_unlock_error"].as_str() {
+                    text.push_str(&format!("\nauto-unlock:  failing: {why}"));
+                }
                 text
             });
             Ok(if status["unlocked"] == true { ExitCode::SUCCESS } else { ExitCode::from(2) })
@@ -42,6 +48,17 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .post("/v1/sys/initialize", Some(&json!({"shares": n, "threshold": k})))
                 .await?;
             print_shares(&connection, &answer, k, "The vault is initialized and unlocked.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Initialize { connection, token: true, .. } => {
+            let client = VaultClient::new(&connection)?;
+            client.post("/v1/sys/initialize", Some(&json!({}))).await?;
+            done(
+                &connection,
+                json!({"initialized": true, "unlocked": true, "seal": "pkcs11"}),
+                "The vault is initialized under its PKCS#11 token and unlocked. Every replica \
+                 unlocks itself through the token.",
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Initialize { connection, generate, key_stdin, .. } => {

@@ -126,6 +126,17 @@ impl Token {
         Err(TokenError::NoToken(token_label.to_owned()))
     }
 
+    /// Whether a wrong user PIN would leave the token's PIN usable: `PinLocked` when it is
+    /// locked already, `false` when the token says the next wrong one is the last (a PIN not
+    /// known to work should then not be presented).
+    pub fn pin_tries_left(&self) -> Result<bool, TokenError> {
+        let info = self.context.get_token_info(self.slot)?;
+        if info.user_pin_locked() {
+            return Err(TokenError::PinLocked);
+        }
+        Ok(!info.user_pin_final_try())
+    }
+
     /// A read-write session, logged in as the token's user.
     fn session(&self, pin: &AuthPin) -> Result<Session, TokenError> {
         let session = self.context.open_rw_session(self.slot)?;

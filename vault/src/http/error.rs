@@ -38,6 +38,7 @@ pub fn status_and_code(error: &VaultError) -> (StatusCode, &'static str) {
         E::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, "INTEGRITY_ERROR"),
         E::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
         E::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+        E::TokenUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "TOKEN_UNAVAILABLE"),
         E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
     }
 }

@@ -54,12 +54,19 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, Vault
     Ok(Json(state.vault.status().await?))
 }
 
-/// `POST /v1/sys/initialize {"key"}` or `{"shares":N,"threshold":K}` → `{"shares":[…]}`.
+/// `POST /v1/sys/initialize {"key"}` or `{"shares":N,"threshold":K}` → `{"shares":[…]}`, or
+/// `{}` under `seal.kind = "pkcs11"` (a random server key the token seals).
 pub async fn initialize(
     State(state): State<AppState>,
     caller: Caller<Operator>,
     JsonBody(body): JsonBody<InitializeBody>,
 ) -> Result<Json<Value>, VaultError> {
+    if state.vault.sealed_by_token() && (body.key.is_some() || body.shares.is_some()) {
+        return Err(invalid(
+            "this vault is configured with seal.kind = \"pkcs11\": initialize with {} (the \
+             token seals a random server key)",
+        ));
+    }
     let answer = match (body.key, body.shares, body.threshold) {
         (Some(key), None, None) => {
             state.vault.initialize(key).await?;
@@ -68,6 +75,10 @@ pub async fn initialize(
         (None, Some(shares), Some(threshold)) => {
             let made = state.vault.initialize_shares(shares, threshold).await?;
             json!({"initialized": true, "unlocked": true, "shares": printed(&made)})
+        }
+        (None, None, None) => {
+            state.vault.initialize_token().await?;
+            json!({"initialized": true, "unlocked": true, "seal": "pkcs11"})
         }
         _ => return Err(invalid("give either \"key\", or \"shares\" and \"threshold\"")),
     };

@@ -57,6 +57,10 @@ pub struct Status {
     pub threshold: Option<u8>,
     /// Shares mode: shares given on this replica towards the next unlock.
     pub progress: Option<u8>,
+    /// PKCS#11 seal: why this replica could not unlock itself through the token, while it
+    /// cannot (it retries with backoff).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_unlock_error: Option<String>,
 }
 
 fn check_strength(key: &SecretString) -> Result<(), VaultError> {
@@ -97,6 +101,7 @@ impl Vault {
             seal: root.as_ref().map(|r| match r.seal {
                 Seal::Key => "key",
                 Seal::Shares { .. } => "shares",
+                Seal::Pkcs11 => "pkcs11",
             }),
             threshold: match root.as_ref().map(|r| r.seal) {
                 Some(Seal::Shares { threshold, .. }) => Some(threshold),
@@ -106,13 +111,14 @@ impl Vault {
                 Some(Seal::Shares { .. }) => Some(self.share_progress()),
                 _ => None,
             },
+            auto_unlock_error: if unlocked { None } else { self.auto_unlock_error() },
         })
     }
 
     /// Creates the root record and KEK 1 under `key`, leaving this replica unlocked.
     pub async fn initialize(&self, key: SecretString) -> Result<(), VaultError> {
         check_strength(&key)?;
-        self.initialize_sealed(key, Seal::Key).await
+        self.initialize_sealed(key, Seal::Key, None).await
     }
 
     /// Initializes under a fresh server key split into `shares` shares, `threshold` of which
@@ -123,11 +129,16 @@ impl Vault {
         threshold: u8,
     ) -> Result<Vec<zeroize::Zeroizing<String>>, VaultError> {
         let (key, seal, printed) = super::shares::new_split(shares, threshold)?;
-        self.initialize_sealed(key, seal).await?;
+        self.initialize_sealed(key, seal, None).await?;
         Ok(printed)
     }
 
-    async fn initialize_sealed(&self, key: SecretString, seal: Seal) -> Result<(), VaultError> {
+    pub(super) async fn initialize_sealed(
+        &self,
+        key: SecretString,
+        seal: Seal,
+        token: Option<store::TokenSealed>,
+    ) -> Result<(), VaultError> {
         let params = self.settings.unlock.argon2;
         let salt = hierarchy::new_salt()?.to_vec();
         let unlock = self.derive(key, params, salt.clone()).await?;
@@ -139,6 +150,7 @@ impl Vault {
             sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
             salt: salt.clone(),
             seal,
+            token,
         };
         let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
         let kek = SecretKey::generate()?;
@@ -201,6 +213,28 @@ impl Vault {
         self.unlock_as(key, identity, ip, false).await
     }
 
+    /// Unlocks with the key the token unsealed, unless an operator locked this replica, before
+    /// or while it was derived: `Ok(false)` then, and the keys are dropped.
+    pub(super) async fn unlock_auto(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<bool, VaultError> {
+        let keys = self.open_unlocked(key, identity, ip, false).await?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if self.held_locked() {
+            return Ok(false);
+        }
+        if let Some(audit) = &keys.audit {
+            *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = Some(audit.clone());
+        }
+        let root_version = keys.root_version;
+        *state = State::Unlocked(Arc::new(keys));
+        tracing::info!(identity, root_version, "vault unlocked");
+        Ok(true)
+    }
+
     /// `typed`: the key came from an operator as one key, which a vault held in shares refuses
     /// (after the attempt is counted, like any other refusal of the key).
     async fn unlock_as(
@@ -210,6 +244,26 @@ impl Vault {
         ip: IpAddr,
         typed: bool,
     ) -> Result<(), VaultError> {
+        let keys = self.open_unlocked(key, identity, ip, typed).await?;
+        let root_version = keys.root_version;
+        {
+            // Under the state lock: an operator's unlock releases an operator's lock.
+            let _state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            self.held_locked.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.set_state(State::Unlocked(Arc::new(keys)));
+        tracing::info!(identity, root_version, "vault unlocked");
+        Ok(())
+    }
+
+    /// Opens the root record with `key` and loads every KEK and the audit key.
+    async fn open_unlocked(
+        &self,
+        key: SecretString,
+        identity: &str,
+        ip: IpAddr,
+        typed: bool,
+    ) -> Result<UnlockedKeys, VaultError> {
         let (record, unlock, root) = self.open_root_as(key, identity, ip, typed).await?;
         let keys = UnlockedKeys::new(
             &root,
@@ -222,10 +276,7 @@ impl Vault {
             // A KEK that fails here is corrupt or tampered with; refuse to come up half-keyed.
             keys.kek(&kek)?;
         }
-        let keys = load_audit_key(&client, keys).await?;
-        self.set_state(State::Unlocked(Arc::new(keys)));
-        tracing::info!(identity, root_version = record.root_version, "vault unlocked");
-        Ok(())
+        load_audit_key(&client, keys).await
     }
 
     /// Opens the root record with a server key an operator presented (to unlock or to rekey):
@@ -303,6 +354,13 @@ impl Vault {
                 "this vault unlocks with {threshold} shares: send {{\"share\"}} once per share"
             )));
         }
+        if let (true, Seal::Pkcs11) = (typed, record.seal) {
+            return Err(VaultError::InvalidRequest(
+                "this vault's server key is sealed by a PKCS#11 token: each replica unlocks \
+                 itself through the token (see status)"
+                    .to_owned(),
+            ));
+        }
         let unlock = self.derive(key, record.params, record.salt.clone()).await?;
         match hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root) {
             Ok(root) => Ok((record, unlock, root)),
@@ -317,7 +375,13 @@ impl Vault {
         if store::root(&client).await?.is_none() {
             return Err(VaultError::NotInitialized);
         }
-        self.set_state(State::Locked);
+        {
+            // Held and locked under one state lock: an auto-unlock in flight checks the hold
+            // under the same lock before it installs its keys.
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            self.held_locked.store(true, std::sync::atomic::Ordering::SeqCst);
+            *state = State::Locked;
+        }
         self.forget_shares();
         tracing::info!("vault locked by an operator");
         Ok(())
@@ -355,6 +419,13 @@ impl Vault {
                     "this vault's key is one secret: give it as \"current_key\"".to_owned(),
                 ));
             }
+            (_, Seal::Pkcs11) => {
+                return Err(VaultError::InvalidRequest(
+                    "this vault's server key is sealed by a PKCS#11 token, which nobody can \
+                     present: rekey is not available under this seal"
+                        .to_owned(),
+                ));
+            }
         };
         let (new, seal, printed) = match new {
             NewKey::Key(key) => {
@@ -377,6 +448,7 @@ impl Vault {
             sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
             salt: salt.clone(),
             seal,
+            token: None,
         };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -494,6 +566,7 @@ impl Vault {
             sealed_root: hierarchy::seal_root(&unlock_key, params, &salt, &new_root)?,
             salt: salt.clone(),
             seal: record.seal,
+            token: record.token.clone(),
         };
         if !store::replace_root(&tx, record.generation, &replacement).await? {
             return Err(VaultError::Conflict("the root record changed; retry".to_owned()));

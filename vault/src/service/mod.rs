@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod maintenance;
 pub mod shares;
 pub mod throttle;
+pub mod token;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,6 +39,8 @@ pub struct Settings {
     pub unlock: UnlockConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The PKCS#11 token, under `seal.kind = "pkcs11"`.
+    pub token: Option<Arc<token::TokenSeal>>,
 }
 
 /// Where a replica stands.
@@ -231,6 +234,12 @@ pub struct Vault {
     audit_key: crate::audit::AuditKey,
     /// Shares given towards an unlock, on this replica only.
     progress: std::sync::Mutex<Option<shares::Progress>>,
+    /// The PKCS#11 token, under that seal.
+    token: Option<Arc<token::TokenSeal>>,
+    /// An operator locked this replica: auto-unlock waits for an operator's unlock.
+    held_locked: std::sync::atomic::AtomicBool,
+    /// Why auto-unlock through the token fails, while it does.
+    auto_unlock_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Vault {
@@ -245,6 +254,7 @@ impl Vault {
         );
         let audit_key = crate::audit::AuditKey::default();
         let audit = Arc::new(crate::audit::AuditLog::start(pool.clone(), audit_key.clone()));
+        let token = settings.token.clone();
         Ok(Arc::new(Self {
             pool,
             settings,
@@ -254,6 +264,9 @@ impl Vault {
             audit,
             audit_key,
             progress: std::sync::Mutex::new(None),
+            token,
+            held_locked: std::sync::atomic::AtomicBool::new(false),
+            auto_unlock_error: std::sync::Mutex::new(None),
         }))
     }
 
@@ -301,7 +314,11 @@ impl Vault {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if matches!(*state, State::Unlocked(_)) {
             *state = State::Locked;
-            tracing::warn!(why, "locked this replica; an operator must unlock it again");
+            tracing::warn!(
+                why,
+                "locked this replica; it must be unlocked again (under the PKCS#11 seal it \
+                 unlocks itself)"
+            );
         }
     }
 

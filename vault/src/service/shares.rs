@@ -99,6 +99,9 @@ impl Vault {
             Seal::Key => Err(VaultError::InvalidRequest(
                 "this vault unlocks with a server key, not shares: send {\"key\"}".to_owned(),
             )),
+            Seal::Pkcs11 => Err(VaultError::InvalidRequest(
+                "this vault unlocks itself through its PKCS#11 token, not with shares".to_owned(),
+            )),
         }
     }
 

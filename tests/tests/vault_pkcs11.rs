@@ -1,0 +1,228 @@
+//! The PKCS#11 seal end to end, on SoftHSM2: vault processes initialise under the token, and a
+//! replica that is killed and restarted unlocks itself and serves decrypts with no operator call.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use strongbox_tests::softhsm::{MODULE, SoftToken};
+use strongbox_tests::{ServiceProcess, TempDir, TestDb, TestPki, eventually, send, vault_env};
+
+struct Replica {
+    process: ServiceProcess,
+    url: String,
+}
+
+/// A vault process under the PKCS#11 seal, reading its PIN from `pin_file`.
+async fn start(db: &TestDb, pki: &TestPki, pin_file: &Path) -> Replica {
+    let token = SoftToken::shared();
+    let mut env: HashMap<String, String> = vault_env(db, pki).into_iter().collect();
+    for (k, v) in [
+        ("STRONGBOX_VAULT__LOG__FILTER", "info"),
+        ("STRONGBOX_VAULT__SEAL__KIND", "pkcs11"),
+        ("STRONGBOX_VAULT__SEAL__MODULE", MODULE),
+        ("STRONGBOX_VAULT__SEAL__TOKEN_LABEL", token.label.as_str()),
+        ("STRONGBOX_VAULT__SEAL__PIN_FILE", pin_file.to_str().unwrap()),
+    ] {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    env.insert("SOFTHSM2_CONF".to_owned(), std::env::var("SOFTHSM2_CONF").unwrap());
+    let mut process = ServiceProcess::start("strongbox-vault", &["serve"], &env);
+    let ready = process.wait_for_message("strongbox-vault ready to serve").await;
+    let port = ready["main"].as_str().unwrap().rsplit(':').next().unwrap().to_owned();
+    Replica { process, url: format!("https://localhost:{port}") }
+}
+
+impl Replica {
+    async fn status(&self, pki: &TestPki) -> Value {
+        let url = format!("{}/v1/sys/status", self.url);
+        let (status, body) = send(pki.client("operator"), reqwest::Method::GET, &url, None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (within seconds) until this replica reports itself unlocked.
+    async fn unlocks_itself(&self, pki: &TestPki) {
+        eventually(Duration::from_secs(20), "the replica to unlock itself", || async {
+            (self.status(pki).await["unlocked"] == true).then_some(())
+        })
+        .await;
+    }
+
+    async fn call(&self, pki: &TestPki, role: &str, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        send(pki.client(role), reqwest::Method::POST, &url, Some(body)).await
+    }
+
+    async fn decrypt(&self, pki: &TestPki, ciphertext: &str) -> String {
+        let body =
+            json!({"keyring": "ws_1", "items": [{"ciphertext": ciphertext, "context": "c"}]});
+        let (status, body) = self.call(pki, "api", "/v1/decrypt", body).await;
+        assert_eq!(status, 200, "{body}");
+        let plain = body["items"][0]["plaintext"].as_str().unwrap_or_else(|| panic!("{body}"));
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(plain).unwrap()).unwrap()
+    }
+}
+
+/// Runs `strongbox-vault ARGS` against `replica` as the runbook does, with the operator's
+/// certificate from the env-file keys; returns the exit code and stdout.
+async fn cli(pki: &TestPki, replica: &Replica, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
+        .args(args)
+        .env_clear()
+        .env("STRONGBOX_VAULT_URL", &replica.url)
+        .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
+        .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
+        .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
+        .output()
+        .await
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn pin_file(dir: &TempDir, name: &str, pin: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, format!("{pin}\n")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_restarted_replica_unlocks_itself_through_the_token_and_serves() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let token = SoftToken::shared();
+    let pin = pin_file(&dir, "pin", &token.pin);
+    let a = start(&db, &pki, &pin).await;
+    assert_eq!(a.status(&pki).await["state"], "uninitialized");
+
+    // Under this seal an operator's key or shares are refused: the token holds the key.
+    let (status, body) =
+        a.call(&pki, "operator", "/v1/sys/initialize", json!({"key": "k".repeat(32)})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(a.status(&pki).await["initialized"], false);
+    // Initialising under the token (RUNBOOK procedure 23): no key to give, none shown.
+    let (code, out) = cli(&pki, &a, &["initialize", "--token", "--output", "json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (again, _) = cli(&pki, &a, &["initialize", "--token"]).await;
+    assert_ne!(again, 0, "a second initialize is refused");
+    let body: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(body["seal"], "pkcs11", "{body}");
+    assert!(body.get("server_key").is_none() && body.get("shares").is_none(), "{body}");
+    let status = a.status(&pki).await;
+    assert_eq!(
+        (status["seal"].as_str(), status["unlocked"].as_bool()),
+        (Some("pkcs11"), Some(true))
+    );
+    // The database holds only the token's sealing of the server key.
+    let client = db.client().await;
+    let row = client
+        .query_one("SELECT token_key_label, octet_length(token_sealed) FROM root_record", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "strongbox-unlock");
+    assert!(row.get::<_, i32>(1) > 32);
+
+    let plaintext = base64::engine::general_purpose::STANDARD.encode("recoverable secret");
+    let (status, body) = a
+        .call(
+            &pki,
+            "api",
+            "/v1/encrypt",
+            json!({"keyring": "ws_1", "items": [{"plaintext": plaintext, "context": "c"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ciphertext = body["items"][0]["ciphertext"].as_str().unwrap().to_owned();
+
+    // A second replica comes up and unlocks itself.
+    let b = start(&db, &pki, &pin).await;
+    b.unlocks_itself(&pki).await;
+    assert_eq!(b.decrypt(&pki, &ciphertext).await, "recoverable secret");
+
+    // The first is killed outright and restarted: it unlocks itself and serves.
+    let Replica { mut process, .. } = a;
+    process.signal("KILL");
+    process.wait().await;
+    let a = start(&db, &pki, &pin).await;
+    a.unlocks_itself(&pki).await;
+    assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+    // An operator cannot type a server key for it: nobody holds one.
+    let (status, body) =
+        a.call(&pki, "operator", "/v1/sys/unlock", json!({"key": "x".repeat(32)})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // An operator's lock holds: auto-unlock does not undo it.
+    let url = format!("{}/v1/sys/lock", b.url);
+    let (status, body) = send(pki.client("operator"), reqwest::Method::POST, &url, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b
+        .call(
+            &pki,
+            "api",
+            "/v1/decrypt",
+            json!({"keyring": "ws_1", "items": [{"ciphertext": ciphertext, "context": "c"}]}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(b.status(&pki).await["unlocked"], false);
+}
+
+#[tokio::test]
+async fn a_replica_whose_token_refuses_the_pin_stays_locked_and_says_why() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let token = SoftToken::shared();
+    let right = pin_file(&dir, "right", &token.pin);
+    let a = start(&db, &pki, &right).await;
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/initialize", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+
+    let wrong = pin_file(&dir, "wrong", "not-the-pin");
+    let mut b = start(&db, &pki, &wrong).await;
+    let status = eventually(Duration::from_secs(20), "the reason in the status", || async {
+        let status = b.status(&pki).await;
+        status["auto_unlock_error"].is_string().then_some(status)
+    })
+    .await;
+    assert_eq!(status["unlocked"], false, "{status}");
+    let reason = status["auto_unlock_error"].as_str().unwrap();
+    assert!(reason.contains("PIN"), "{reason}");
+    let (code, out) = cli(&pki, &b, &["status"]).await;
+    assert_eq!(code, 2, "locked: {out}");
+    assert!(out.contains("auto-unlock:  failing:") && out.contains("PIN"), "{out}");
+    // The refused PIN is not tried again (a real token locks its PIN after a few), until the
+    // file holds another: then the replica unlocks itself.
+    let waiting =
+        eventually(Duration::from_secs(20), "the replica to wait for a new PIN", || async {
+            let status = b.status(&pki).await;
+            let reason = status["auto_unlock_error"].as_str().unwrap_or_default().to_owned();
+            reason.contains("waiting for that file").then_some(reason)
+        })
+        .await;
+    assert!(waiting.contains("seal.pin_file"), "{waiting}");
+    std::fs::write(&wrong, format!("{}\n", token.pin)).unwrap();
+    b.unlocks_itself(&pki).await;
+    assert!(b.status(&pki).await.get("auto_unlock_error").is_none());
+    // The log said why, and never showed a PIN.
+    b.process.signal("TERM");
+    b.process.wait().await;
+    let log = b.process.log.join("\n");
+    assert!(log.contains("auto-unlock through the PKCS#11 token failed"), "{log}");
+    assert!(log.contains("unlocked through the PKCS#11 token"), "{log}");
+    assert!(!log.contains("not-the-pin") && !log.contains(&token.pin), "the PIN is never logged");
+    // The replica with the right PIN is not affected.
+    assert_eq!(a.status(&pki).await["unlocked"], true);
+}
+
+#[tokio::test]
+async fn initialize_without_a_key_needs_the_pkcs11_seal() {
+    let db = TestDb::new().await;
+    let vault = strongbox_tests::spawn_vault(&db, &[]).await;
+    let (status, body) = vault.post("operator", "/v1/sys/initialize", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(vault.status().await["initialized"], false);
+}
