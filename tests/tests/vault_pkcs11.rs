@@ -149,6 +149,23 @@ async fn a_restarted_replica_unlocks_itself_through_the_token_and_serves() {
     let a = start(&db, &pki, &pin).await;
     a.unlocks_itself(&pki).await;
     assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+    // Each auto-unlock is in the audit log, under the replica's own identity.
+    // (The entry follows the unlock by the time a write takes.)
+    eventually(Duration::from_secs(10), "two audited auto-unlocks: b, then a", || async {
+        let unlocks: i64 = client
+            .query_one(
+                "SELECT count(*) FROM audit_log \
+                 WHERE action = 'auto-unlock through the PKCS#11 token' \
+                 AND status = 200 AND identity LIKE 'pkcs11-auto-unlock/%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(unlocks <= 2, "{unlocks}");
+        (unlocks == 2).then_some(())
+    })
+    .await;
     // An operator cannot type a server key for it: nobody holds one.
     let (status, body) =
         a.call(&pki, "operator", "/v1/sys/unlock", json!({"key": "x".repeat(32)})).await;

@@ -301,10 +301,14 @@ impl Vault {
         tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
             loop {
+                let was_unlocked = self.is_unlocked();
                 let wait = match self.try_token_unlock().await {
                     Ok(_) => {
                         if self.set_auto_unlock_error(None) && self.is_unlocked() {
                             tracing::info!("unlocked through the PKCS#11 token");
+                        }
+                        if !was_unlocked && self.is_unlocked() {
+                            self.audit_auto_unlock(200).await;
                         }
                         backoff = FIRST_BACKOFF;
                         IDLE_CHECK
@@ -318,6 +322,10 @@ impl Vault {
                     Err(error) => {
                         let error = error.to_string();
                         tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "auto-unlock through the PKCS#11 token failed; staying locked");
+                        // One audit entry per reason, not per retry.
+                        if self.auto_unlock_error().as_deref() != Some(error.as_str()) {
+                            self.audit_auto_unlock(503).await;
+                        }
                         self.set_auto_unlock_error(Some(error));
                         let wait = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -330,6 +338,24 @@ impl Vault {
                 }
             }
         });
+    }
+}
+
+impl Vault {
+    /// Records an auto-unlock (200) or the start of a failing reason (503) in the audit log,
+    /// as the operator calls it replaces would be.
+    async fn audit_auto_unlock(&self, status: i16) {
+        let entry = crate::audit::Entry {
+            identity: format!("pkcs11-auto-unlock/{}", replica_name()),
+            action: "auto-unlock through the PKCS#11 token".to_owned(),
+            keyring: None,
+            items: None,
+            status,
+            trace_id: String::new(),
+        };
+        if !self.audit.record(entry).await {
+            tracing::error!("an auto-unlock is missing from the audit log");
+        }
     }
 }
 
