@@ -76,6 +76,7 @@ async fn cli(pki: &TestPki, replica: &Replica, args: &[&str]) -> (i32, String) {
         .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
         .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
         .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
+        .env("SOFTHSM2_CONF", std::env::var("SOFTHSM2_CONF").unwrap())
         .output()
         .await
         .unwrap();
@@ -166,6 +167,27 @@ async fn a_restarted_replica_unlocks_itself_through_the_token_and_serves() {
         (unlocks == 2).then_some(())
     })
     .await;
+    // The audit log's MACs can be checked offline with the token, as with a server key.
+    let args = [
+        "audit",
+        "verify",
+        "--output",
+        "json",
+        "--database-url",
+        db.url(),
+        "--token",
+        "--module",
+        MODULE,
+        "--token-label",
+        &token.label,
+        "--pin-file",
+        pin.to_str().unwrap(),
+    ];
+    let (code, out) = cli(&pki, &a, &args).await;
+    assert_eq!(code, 0, "{out}");
+    let verdict: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(verdict["unchecked_macs"], 0, "{verdict}");
+    assert!(verdict["entries"].as_i64().unwrap() >= 2, "{verdict}");
     // An operator cannot type a server key for it: nobody holds one.
     let (status, body) =
         a.call(&pki, "operator", "/v1/sys/unlock", json!({"key": "x".repeat(32)})).await;

@@ -167,20 +167,9 @@ pub enum Command {
         /// The server key is held in shares: read them from stdin, one per line, to the end.
         #[arg(long)]
         shares_stdin: bool,
-        /// The server key is sealed by a PKCS#11 token: have the token unseal it (needs
-        /// --module, --token-label and --pin-file, or their `STRONGBOX_VAULT__SEAL__*`
-        /// variables).
-        #[arg(long, conflicts_with_all = ["key_stdin", "shares_stdin"])]
-        token: bool,
-        /// With --token: the PKCS#11 module.
-        #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE", requires = "token")]
-        module: Option<PathBuf>,
-        /// With --token: the token's label.
-        #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL", requires = "token")]
-        token_label: Option<String>,
-        /// With --token: a file holding the token's user PIN.
-        #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE", requires = "token")]
-        pin_file: Option<PathBuf>,
+        /// Or the server key is sealed by a PKCS#11 token.
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// The audit log.
     Audit {
@@ -235,6 +224,9 @@ pub enum AuditCommand {
         /// The server key is held in shares: read K of them from stdin, one per line, instead.
         #[arg(long)]
         shares_stdin: bool,
+        /// Or the server key is sealed by a PKCS#11 token.
+        #[command(flatten)]
+        token: TokenArgs,
         /// A checkpoint noted earlier, `SEQ:HASH` (from the `audit checkpoint` log lines or an
         /// earlier verify): the log must still hold that entry with that hash.
         #[arg(long, value_name = "SEQ:HASH")]
@@ -243,6 +235,41 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// Offline commands of a vault sealed by a PKCS#11 token: the token unseals the server key.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The server key is sealed by a PKCS#11 token: have the token unseal it (needs --module,
+    /// --token-label and --pin-file, or their `STRONGBOX_VAULT__SEAL__*` variables).
+    #[arg(long, conflicts_with_all = ["key_stdin", "shares_stdin"])]
+    pub token: bool,
+    /// With --token: the PKCS#11 module.
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE", requires = "token")]
+    pub module: Option<PathBuf>,
+    /// With --token: the token's label.
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL", requires = "token")]
+    pub token_label: Option<String>,
+    /// With --token: a file holding the token's user PIN.
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE", requires = "token")]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The server key of the vault database `database`, unsealed by the token.
+    async fn server_key(
+        self,
+        database: &strongbox_shared::db::DatabaseConfig,
+    ) -> anyhow::Result<secrecy::SecretString> {
+        let seal = crate::config::SealConfig {
+            kind: crate::config::SealKind::Pkcs11,
+            module: self.module,
+            token_label: self.token_label,
+            pin_file: self.pin_file,
+            key_label: None,
+        };
+        crate::service::token::TokenSeal::from_config(&seal)?.server_key_from(database).await
+    }
 }
 
 /// `keyring` subcommands.
@@ -356,30 +383,11 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Recover {
-                vault_db,
-                input,
-                output,
-                key_stdin,
-                shares_stdin,
-                token,
-                module,
-                token_label,
-                pin_file,
-            } => {
+            Command::Recover { vault_db, input, output, key_stdin, shares_stdin, token } => {
                 crate::recover::check_input(&input)?;
-                let key = if token {
-                    let seal = crate::config::SealConfig {
-                        kind: crate::config::SealKind::Pkcs11,
-                        module,
-                        token_label,
-                        pin_file,
-                        key_label: None,
-                    };
+                let key = if token.token {
                     let database = strongbox_shared::db::DatabaseConfig::from_url(vault_db.clone());
-                    crate::service::token::TokenSeal::from_config(&seal)?
-                        .server_key_from(&database)
-                        .await?
+                    token.server_key(&database).await?
                 } else if shares_stdin {
                     operator::key_from_stdin_shares()?
                 } else {
@@ -412,14 +420,23 @@ impl Cli {
             }
             Command::Audit {
                 command:
-                    AuditCommand::Verify { database_url, key_stdin, shares_stdin, expect, output },
+                    AuditCommand::Verify {
+                        database_url,
+                        key_stdin,
+                        shares_stdin,
+                        token,
+                        expect,
+                        output,
+                    },
             } => {
                 if let Some(url) = database_url {
                     sources = sources.env([("STRONGBOX_VAULT__DATABASE__URL", url)]);
                 }
                 let database = sources.load::<MigrateConfig>()?.database;
                 let pool = strongbox_shared::db::pool(&database)?;
-                let macs = if key_stdin || shares_stdin {
+                let macs = if token.token {
+                    crate::audit::open_key(&pool, token.server_key(&database).await?).await?
+                } else if key_stdin || shares_stdin {
                     let server_key = if shares_stdin {
                         operator::key_from_stdin_shares()?
                     } else {
