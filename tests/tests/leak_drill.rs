@@ -269,6 +269,33 @@ async fn no_part_or_pair_of_parts_exposes_a_recoverable_key_and_all_three_recove
     );
 }
 
+/// An api on `api_db` reaching `vault`, with workspace `drill` and three recoverable keys of it:
+/// the api and the `(keyId, key)` pairs.
+async fn three_recoverable_keys(
+    api_db: &TestDb,
+    vault: &strongbox_tests::TestVault,
+) -> (strongbox_tests::TestApi, Vec<(String, String)>) {
+    let api = strongbox_tests::spawn_api_with_vault(api_db, vault, &[]).await;
+    let root = api.workspace("drill").await;
+    let api_id = api.create_api(&root, "drill").await;
+    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
+    }
+    (api, keys)
+}
+
+/// `recover`'s output holds each key's plaintext on the line of its id.
+fn every_key_recovered(out: &str, keys: &[(String, String)]) {
+    for (id, key) in keys {
+        let line =
+            out.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id}: {out}"));
+        let recovered: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
+    }
+}
+
 /// Under shares, the server key's place is taken by K shares: K−1 of them with both databases
 /// recover nothing, even with a forged K-th; K of them with both databases recover every key.
 #[tokio::test]
@@ -280,14 +307,7 @@ async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers
     assert_eq!(status, 200, "{body}");
     let shares: Vec<String> =
         body["shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
-    let api = strongbox_tests::spawn_api_with_vault(&api_db, &vault, &[]).await;
-    let root = api.workspace("drill").await;
-    let api_id = api.create_api(&root, "drill").await;
-    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
-    let mut keys = Vec::new();
-    for _ in 0..3 {
-        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
-    }
+    let (_api, keys) = three_recoverable_keys(&api_db, &vault).await;
     let scratch = TempDir::new("drill-shares");
     let export = scratch.path().join("export.jsonl");
     export_workspace(&api_db, &export).await;
@@ -320,12 +340,7 @@ async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers
     // K: every key.
     let (code, out, err) = recover(format!("{}\n{}\n{}\n", shares[3], shares[0], shares[2])).await;
     assert_eq!(code, 0, "{err}");
-    for (id, key) in &keys {
-        let line =
-            out.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id}: {out}"));
-        let recovered: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
-    }
+    every_key_recovered(&out, &keys);
 }
 
 /// Under the PKCS#11 seal the token (with its PIN) takes the server key's place. The token with
@@ -349,14 +364,7 @@ async fn the_token_without_its_vault_database_recovers_nothing_and_with_both_eve
     let vault = spawn_vault(&vault_db, &seal).await;
     let (status, body) = vault.post("operator", "/v1/sys/initialize", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    let api = strongbox_tests::spawn_api_with_vault(&api_db, &vault, &[]).await;
-    let root = api.workspace("drill").await;
-    let api_id = api.create_api(&root, "drill").await;
-    api.ok(&root, "apis.updateApi", json!({"apiId": api_id, "storeEncryptedKeys": true})).await;
-    let mut keys = Vec::new();
-    for _ in 0..3 {
-        keys.push(api.create_key(&root, &api_id, json!({"recoverable": true})).await);
-    }
+    let (_api, keys) = three_recoverable_keys(&api_db, &vault).await;
     let export = scratch.path().join("export.jsonl");
     export_workspace(&api_db, &export).await;
     let export = export.to_str().unwrap().to_owned();
@@ -401,12 +409,7 @@ async fn the_token_without_its_vault_database_recovers_nothing_and_with_both_eve
     // The token with both databases: every key.
     let (code, out, err) = recover(vault_db.url().to_owned()).await;
     assert_eq!(code, 0, "{err}");
-    for (id, key) in &keys {
-        let line =
-            out.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id}: {out}"));
-        let recovered: Value = serde_json::from_str(line).unwrap();
-        assert_eq!(recovered["plaintext"].as_str(), Some(key.as_str()));
-    }
+    every_key_recovered(&out, &keys);
     // Neither database holds the server key or anything the token did not seal.
     let vault_dump = dump(&vault_db).await;
     assert!(!vault_dump.contains(&token.pin), "the PIN is not stored");
