@@ -3,7 +3,7 @@
 //! The counts live in the api database (`ratelimit_windows`, a sliding window: this window's
 //! count plus the previous one's, weighted by how much of it still overlaps). A replica never
 //! counts on its own; it takes units from the database, and while a limit is far from full it
-//! takes a **lease**: the units it needs plus a share of what is left (a quarter divided by the
+//! takes a **lease**: the units it needs plus a share of what is left (a tenth divided by the
 //! number of live replicas). Later checks spend the lease without a round trip. Near the limit
 //! the leases shrink to what each check needs, so every check is decided by the database.
 //!

@@ -54,7 +54,7 @@ impl Code {
 /// A rate limit asked for by name in the request.
 #[derive(Debug, Clone)]
 pub struct RequestedLimit {
-    /// The key's limit of this name (or an ad-hoc one when limit and duration are given).
+    /// The key's (or else its identity's) limit of this name; a name neither has is ignored.
     pub name: String,
     /// Units to count.
     pub cost: i64,
