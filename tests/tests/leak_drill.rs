@@ -345,7 +345,7 @@ async fn fewer_shares_than_the_threshold_recover_nothing_and_a_full_set_recovers
 
 /// Under the PKCS#11 seal the token (with its PIN) takes the server key's place. The token with
 /// the api database and any vault database but its own recovers nothing; the token with both
-/// databases recovers every key.
+/// databases recovers every key. The recovery shares with both databases recover nothing.
 #[tokio::test]
 async fn the_token_without_its_vault_database_recovers_nothing_and_with_both_every_key() {
     use strongbox_tests::softhsm::{MODULE, SoftToken};
@@ -406,6 +406,16 @@ async fn the_token_without_its_vault_database_recovers_nothing_and_with_both_eve
     assert_ne!(code, 0);
     assert!(err.contains("no root record"), "{err}");
     assert!(keys.iter().all(|(_, key)| !out.contains(key)));
+    // The recovery shares, all of them, with both databases: nothing. They split a secret
+    // unrelated to the server key.
+    let recovery: Vec<&str> =
+        body["recovery_shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(recovery.len(), 5);
+    let args = ["recover", "--vault-db", vault_db.url(), "--input", &export, "--shares-stdin"];
+    let (code, out, err) =
+        run("strongbox-vault", &args, &format!("{}\n", recovery.join("\n"))).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(keys.iter().all(|(_, key)| !out.contains(key) && !err.contains(key)), "{out}");
     // The token with both databases: every key.
     let (code, out, err) = recover(vault_db.url().to_owned()).await;
     assert_eq!(code, 0, "{err}");

@@ -242,3 +242,117 @@ async fn root_rotation_locks_the_other_replica_and_keeps_every_key() {
         assert_eq!(opened, vec![Ok("sk_survives_root_rotation".to_owned())]);
     }
 }
+
+/// `seal migrate` between an operator's key and shares: refused without the current authority,
+/// with a new seal it cannot make, or with a bad body, and then nothing changes; concurrent
+/// migrations cannot both win; a migration keeps every ciphertext.
+#[tokio::test]
+async fn seal_migrate_moves_between_key_and_shares_in_one_swap() {
+    let db = TestDb::new().await;
+    let a = spawn_vault(&db, &[]).await;
+    a.initialize().await;
+    let sealed = a.encrypt("ws_m", &["alpha"]).await;
+    let items: Vec<(String, String)> = vec![(sealed[0].0.clone(), "ctx-0".to_owned())];
+    let client = db.client().await;
+    let generation = || async {
+        client.query_one("SELECT generation FROM root_record", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let before = generation().await;
+    let refused = [
+        (
+            json!({"to": "shares", "current_key": "wrong-server-key-0000", "new_shares": 3, "new_threshold": 2}),
+            403,
+            "WRONG_KEY",
+        ),
+        (json!({"to": "pkcs11", "current_key": SERVER_KEY}), 400, "INVALID_REQUEST"),
+        (
+            json!({"to": "shares", "current_key": SERVER_KEY, "new_shares": 1, "new_threshold": 1}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"to": "shares", "current_key": SERVER_KEY, "new_shares": 2, "new_threshold": 3}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (json!({"to": "key", "current_key": SERVER_KEY, "new_key": "short"}), 400, "WEAK_KEY"),
+        (
+            json!({"to": "key", "current_key": SERVER_KEY, "new_key": "x".repeat(20), "key_label": "l"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"to": "hsm", "current_key": SERVER_KEY, "new_key": "x".repeat(20)}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"to": "key", "recovery_shares": ["sb1-x"], "new_key": "x".repeat(20)}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            json!({"to": "key", "current_key": SERVER_KEY, "shares": [], "new_key": "x".repeat(20)}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (json!({"to": "key", "new_key": "x".repeat(20)}), 400, "INVALID_REQUEST"),
+        (json!([]), 400, "INVALID_REQUEST"),
+    ];
+    for (body, status, code) in refused {
+        let (got, answer) = a.post("operator", "/v1/sys/seal/migrate", body.clone()).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(generation().await, before, "nothing changed");
+    assert_eq!(a.status().await["seal"], "key");
+
+    // To shares: the key's holder splits it; the shares are shown once.
+    let body =
+        json!({"to": "shares", "current_key": SERVER_KEY, "new_shares": 3, "new_threshold": 2});
+    let (status, answer) = a.post("operator", "/v1/sys/seal/migrate", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["seal"], "shares");
+    let shares: Vec<String> = answer["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shares.len(), 3);
+    assert_eq!(a.status().await["unlocked"], true, "this replica stayed unlocked");
+    let (status, body) = a.unlock(SERVER_KEY).await;
+    assert_eq!(status, 400, "the vault now wants shares: {body}");
+
+    // Two migrations back to a key at once, from two replicas: exactly one wins.
+    let b = spawn_vault_with(&db, a.pki.clone(), &[]).await;
+    for share in &shares[..2] {
+        let (status, body) = b.post("operator", "/v1/sys/unlock", json!({"share": share})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (key_a, key_b) = ("migrated-key-of-operator-a", "migrated-key-of-operator-b");
+    let to_key =
+        |key: &str, given: &[String]| json!({"to": "key", "shares": given, "new_key": key});
+    let (ra, rb) = tokio::join!(
+        a.post("operator", "/v1/sys/seal/migrate", to_key(key_a, &shares[..2])),
+        b.post("operator", "/v1/sys/seal/migrate", to_key(key_b, &shares[1..])),
+    );
+    let wins = [ra.0, rb.0].iter().filter(|s| **s == 200).count();
+    assert_eq!(wins, 1, "exactly one migration wins: {ra:?} {rb:?}");
+    let loser = if ra.0 == 200 { &rb } else { &ra };
+    assert!(
+        matches!(
+            loser.1["error"]["code"].as_str(),
+            Some("CONFLICT" | "INVALID_SHARE" | "INVALID_REQUEST" | "TOO_MANY_ATTEMPTS")
+        ),
+        "the loser learns it lost: {loser:?}"
+    );
+    let winner = if ra.0 == 200 { key_a } else { key_b };
+    a.post("operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(a.unlock(SERVER_KEY).await.0, 403);
+    assert_eq!(a.unlock(winner).await.0, 200);
+    assert_eq!(a.decrypt("ws_m", &items).await, vec![Ok("alpha".to_owned())]);
+}

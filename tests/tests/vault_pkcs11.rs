@@ -17,16 +17,23 @@ struct Replica {
 
 /// A vault process under the PKCS#11 seal, reading its PIN from `pin_file`.
 async fn start(db: &TestDb, pki: &TestPki, pin_file: &Path) -> Replica {
+    start_with(db, pki, Some(pin_file)).await
+}
+
+/// A vault process under the PKCS#11 seal (with `pin_file`), or under `key` (`None`).
+async fn start_with(db: &TestDb, pki: &TestPki, pin_file: Option<&Path>) -> Replica {
     let token = SoftToken::shared();
     let mut env: HashMap<String, String> = vault_env(db, pki).into_iter().collect();
-    for (k, v) in [
-        ("STRONGBOX_VAULT__LOG__FILTER", "info"),
-        ("STRONGBOX_VAULT__SEAL__KIND", "pkcs11"),
-        ("STRONGBOX_VAULT__SEAL__MODULE", MODULE),
-        ("STRONGBOX_VAULT__SEAL__TOKEN_LABEL", token.label.as_str()),
-        ("STRONGBOX_VAULT__SEAL__PIN_FILE", pin_file.to_str().unwrap()),
-    ] {
-        env.insert(k.to_owned(), v.to_owned());
+    env.insert("STRONGBOX_VAULT__LOG__FILTER".to_owned(), "info".to_owned());
+    if let Some(pin_file) = pin_file {
+        for (k, v) in [
+            ("STRONGBOX_VAULT__SEAL__KIND", "pkcs11"),
+            ("STRONGBOX_VAULT__SEAL__MODULE", MODULE),
+            ("STRONGBOX_VAULT__SEAL__TOKEN_LABEL", token.label.as_str()),
+            ("STRONGBOX_VAULT__SEAL__PIN_FILE", pin_file.to_str().unwrap()),
+        ] {
+            env.insert(k.to_owned(), v.to_owned());
+        }
     }
     env.insert("SOFTHSM2_CONF".to_owned(), std::env::var("SOFTHSM2_CONF").unwrap());
     let mut process = ServiceProcess::start("strongbox-vault", &["serve"], &env);
@@ -69,18 +76,41 @@ impl Replica {
 /// Runs `strongbox-vault ARGS` against `replica` as the runbook does, with the operator's
 /// certificate from the env-file keys; returns the exit code and stdout.
 async fn cli(pki: &TestPki, replica: &Replica, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
-        .args(args)
-        .env_clear()
-        .env("STRONGBOX_VAULT_URL", &replica.url)
-        .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
-        .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
-        .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
-        .env("SOFTHSM2_CONF", std::env::var("SOFTHSM2_CONF").unwrap())
-        .output()
-        .await
-        .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    cli_with_stdin(pki, replica, args, "").await
+}
+
+/// [`cli`] with `stdin` as the command's standard input; stderr is appended to the output
+/// returned when the command fails.
+async fn cli_with_stdin(
+    pki: &TestPki,
+    replica: &Replica,
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child =
+        tokio::process::Command::new(strongbox_tests::process::binary("strongbox-vault"))
+            .args(args)
+            .env_clear()
+            .env("STRONGBOX_VAULT_URL", &replica.url)
+            .env("STRONGBOX_TLS_CA", pki.path("ca.pem"))
+            .env("STRONGBOX_OPERATOR_CERT", pki.path("operator.pem"))
+            .env("STRONGBOX_OPERATOR_KEY", pki.path("operator-key.pem"))
+            .env("SOFTHSM2_CONF", std::env::var("SOFTHSM2_CONF").unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.code().unwrap_or(-1), text)
 }
 
 fn pin_file(dir: &TempDir, name: &str, pin: &str) -> std::path::PathBuf {
@@ -112,6 +142,9 @@ async fn a_restarted_replica_unlocks_itself_through_the_token_and_serves() {
     let body: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(body["seal"], "pkcs11", "{body}");
     assert!(body.get("server_key").is_none() && body.get("shares").is_none(), "{body}");
+    // Five recovery shares by default, three of which authorise; they are not a server key.
+    assert_eq!(body["recovery_shares"].as_array().map(Vec::len), Some(5), "{body}");
+    assert_eq!(a.status(&pki).await["recovery_threshold"], 3);
     let status = a.status(&pki).await;
     assert_eq!(
         (status["seal"].as_str(), status["unlocked"].as_bool()),
@@ -264,4 +297,253 @@ async fn initialize_without_a_key_needs_the_pkcs11_seal() {
     let (status, body) = vault.post("operator", "/v1/sys/initialize", json!({})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(vault.status().await["initialized"], false);
+}
+
+impl Replica {
+    async fn encrypt(&self, pki: &TestPki, plaintext: &str) -> String {
+        let plaintext = base64::engine::general_purpose::STANDARD.encode(plaintext);
+        let body = json!({"keyring": "ws_1", "items": [{"plaintext": plaintext, "context": "c"}]});
+        let (status, body) = self.call(pki, "api", "/v1/encrypt", body).await;
+        assert_eq!(status, 200, "{body}");
+        body["items"][0]["ciphertext"].as_str().unwrap().to_owned()
+    }
+
+    async fn stop(self) {
+        let Replica { mut process, .. } = self;
+        process.signal("KILL");
+        process.wait().await;
+    }
+}
+
+/// The recovery shares an answer printed.
+fn recovery_shares(body: &Value) -> Vec<String> {
+    body["recovery_shares"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no recovery shares: {body}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// RUNBOOK procedure 25: a vault under an operator's server key moves to the token; replicas
+/// configured with the token then unlock themselves, and the recovery shares never unlock.
+#[tokio::test]
+async fn enabling_auto_unlock_migrates_a_vault_from_its_server_key_to_the_token() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
+    let key = "operator-held-server-key-0123";
+    let a = start_with(&db, &pki, None).await;
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/initialize", json!({"key": key})).await;
+    assert_eq!(status, 200, "{body}");
+    let ciphertext = a.encrypt(&pki, "recoverable secret").await;
+
+    // Step 1: every replica is configured with the token and restarted. The vault is still
+    // under the operator's key, so they wait, locked, and say why.
+    a.stop().await;
+    let a = start(&db, &pki, &pin).await;
+    let b = start(&db, &pki, &pin).await;
+    let waiting = eventually(Duration::from_secs(20), "b to say why it waits", || async {
+        b.status(&pki).await["auto_unlock_error"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(waiting.contains("held by operators"), "{waiting}");
+    // Step 2: an operator unlocks one replica with the server key.
+    let (code, out) =
+        cli_with_stdin(&pki, &a, &["unlock", "--key-stdin"], &format!("{key}\n")).await;
+    assert_eq!(code, 0, "{out}");
+    // Without the server key nothing moves.
+    let args = ["seal", "migrate", "--to", "pkcs11", "--stdin", "--output", "json"];
+    let (code, out) = cli_with_stdin(&pki, &a, &args, "not-the-server-key-at-all\n").await;
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(a.status(&pki).await["seal"], "key");
+    // Step 3: the migration, with the server key; three recovery shares, two authorise.
+    let args = [
+        "seal",
+        "migrate",
+        "--to",
+        "pkcs11",
+        "--stdin",
+        "--shares",
+        "3",
+        "--threshold",
+        "2",
+        "--output",
+        "json",
+    ];
+    let (code, out) = cli_with_stdin(&pki, &a, &args, &format!("{key}\n")).await;
+    assert_eq!(code, 0, "{out}");
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answer["seal"], "pkcs11", "{answer}");
+    let recovery = recovery_shares(&answer);
+    assert_eq!(recovery.len(), 3);
+    let status = a.status(&pki).await;
+    assert_eq!(
+        (status["seal"].as_str(), status["recovery_threshold"].as_u64()),
+        (Some("pkcs11"), Some(2))
+    );
+
+    // Step 4: the waiting replica unlocks itself at once (it is woken by the new root record),
+    // and serves what was encrypted under the old seal.
+    b.unlocks_itself(&pki).await;
+    assert_eq!(b.decrypt(&pki, &ciphertext).await, "recoverable secret");
+    // A restarted replica unlocks itself, with no operator.
+    a.stop().await;
+    let a = start(&db, &pki, &pin).await;
+    a.unlocks_itself(&pki).await;
+    assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+
+    // The old server key authorises nothing now, and recovery shares never unlock.
+    let (status, body) = a
+        .call(&pki, "operator", "/v1/sys/rekey", json!({"current_key": key, "new_key": key}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = b.call(&pki, "operator", "/v1/sys/lock", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    for share in &recovery {
+        let (status, body) =
+            b.call(&pki, "operator", "/v1/sys/unlock", json!({"share": share})).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    assert_eq!(b.status(&pki).await["unlocked"], false);
+}
+
+/// RUNBOOK procedure 26: the token's key is replaced by a key under a new label, authorised by
+/// the recovery shares, which also authorise rotate-root and a rekey that re-splits them.
+#[tokio::test]
+async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
+    let a = start(&db, &pki, &pin).await;
+    let (status, body) =
+        a.call(&pki, "operator", "/v1/sys/initialize", json!({"shares": 3, "threshold": 2})).await;
+    assert_eq!(status, 200, "{body}");
+    let recovery = recovery_shares(&body);
+    let ciphertext = a.encrypt(&pki, "recoverable secret").await;
+    let client = db.client().await;
+    let generation = || async {
+        client.query_one("SELECT generation FROM root_record", &[]).await.unwrap().get::<_, i64>(0)
+    };
+
+    // Rotate-root needs a quorum of them under this seal.
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let one = json!({"recovery_shares": [recovery[0]]});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", one).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_SHARE")), "{body}");
+    // A split planted in the database (its check replaced) authorises nothing: the check is
+    // keyed by the root, which the database does not hold.
+    let before = generation().await;
+    let stored: Vec<u8> =
+        client.query_one("SELECT recovery_check FROM root_record", &[]).await.unwrap().get(0);
+    client.execute("UPDATE root_record SET recovery_check = $1", &[&vec![7u8; 32]]).await.unwrap();
+    let body = json!({"to": "pkcs11", "key_label": "planted", "recovery_shares": [recovery[0], recovery[1]]});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/seal/migrate", body).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("WRONG_KEY")), "{body}");
+    assert_eq!(generation().await, before, "nothing changed");
+    client.execute("UPDATE root_record SET recovery_check = $1", &[&stored]).await.unwrap();
+    let (code, out) = cli_with_stdin(
+        &pki,
+        &a,
+        &["rotate-root", "--shares-stdin", "--output", "json"],
+        &format!("{}\n{}\n", recovery[0], recovery[2]),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(a.status(&pki).await["root_version"], 2);
+
+    // The procedure: migrate to the token under a new key label, with two recovery shares
+    // (still valid after the root rotation). They stay: none are printed.
+    let args = [
+        "seal",
+        "migrate",
+        "--to",
+        "pkcs11",
+        "--key-label",
+        "strongbox-unlock-2",
+        "--stdin",
+        "--output",
+        "json",
+    ];
+    let (code, out) =
+        cli_with_stdin(&pki, &a, &args, &format!("{}\n{}\n", recovery[1], recovery[2])).await;
+    assert_eq!(code, 0, "{out}");
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(answer.get("recovery_shares").is_none(), "{answer}");
+    let label: String =
+        client.query_one("SELECT token_key_label FROM root_record", &[]).await.unwrap().get(0);
+    assert_eq!(label, "strongbox-unlock-2");
+    assert_eq!(a.status(&pki).await["token_key_label"], "strongbox-unlock-2");
+    // A restarted replica unseals with the new key, whatever its seal.key_label says.
+    a.stop().await;
+    let a = start(&db, &pki, &pin).await;
+    a.unlocks_itself(&pki).await;
+    assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+
+    // A rekey re-splits the recovery shares; the earlier ones then authorise nothing.
+    let body = json!({
+        "recovery_shares": [recovery[0], recovery[1]], "new_shares": 2, "new_threshold": 2,
+    });
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rekey", body).await;
+    assert_eq!(status, 200, "{body}");
+    let renewed = recovery_shares(&body);
+    assert_eq!(renewed.len(), 2);
+    let old = json!({"recovery_shares": [recovery[0], recovery[1]]});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", old).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_SHARE")), "{body}");
+    let new = json!({"recovery_shares": renewed});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", new).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+}
+
+/// RUNBOOK procedure 27: back from the token to a server key an operator holds.
+#[tokio::test]
+async fn a_vault_migrates_back_from_the_token_to_a_server_key() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
+    let a = start(&db, &pki, &pin).await;
+    let (code, out) = cli(&pki, &a, &["initialize", "--token", "--output", "json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let recovery = recovery_shares(&serde_json::from_str(out.trim()).unwrap());
+    let ciphertext = a.encrypt(&pki, "recoverable secret").await;
+
+    // A weak new key is refused before anything is counted or changed.
+    let stdin = format!("{}\n{}\n{}\nshort\n", recovery[0], recovery[1], recovery[2]);
+    let args = ["seal", "migrate", "--to", "key", "--stdin"];
+    let (code, out) = cli_with_stdin(&pki, &a, &args, &stdin).await;
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(a.status(&pki).await["seal"], "pkcs11");
+    let new_key = "the-operators-new-server-key-42";
+    let stdin = format!("{}\n{}\n{}\n{new_key}\n", recovery[4], recovery[0], recovery[2]);
+    let (code, out) = cli_with_stdin(&pki, &a, &args, &stdin).await;
+    assert_eq!(code, 0, "{out}");
+    let status = a.status(&pki).await;
+    assert_eq!(status["seal"], "key", "{status}");
+    assert!(status.get("recovery_threshold").is_none(), "{status}");
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT token_sealed IS NULL AND recovery_check IS NULL FROM root_record", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the token's sealing and the recovery split are gone");
+
+    // The replica is reconfigured with seal.kind = "key" and restarted: it waits for the key.
+    a.stop().await;
+    let a = start_with(&db, &pki, None).await;
+    assert_eq!(a.status(&pki).await["unlocked"], false);
+    let (code, out) =
+        cli_with_stdin(&pki, &a, &["unlock", "--key-stdin"], &format!("{new_key}\n")).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
+    // The recovery shares are gone with the seal.
+    let body = json!({"recovery_shares": [recovery[0], recovery[1], recovery[2]]});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", body).await;
+    assert_eq!(status, 400, "{body}");
 }

@@ -24,6 +24,12 @@ fn routes() -> Vec<(Method, &'static str, &'static [&'static str], Value)> {
         ),
         (Method::POST, "/v1/sys/rotate", &["operator"], json!({})),
         (Method::POST, "/v1/sys/rotate-root", &["operator"], json!({})),
+        (
+            Method::POST,
+            "/v1/sys/seal/migrate",
+            &["operator"],
+            json!({"to": "key", "current_key": "x".repeat(16), "new_key": "y".repeat(16)}),
+        ),
         (Method::POST, "/v1/encrypt", &["api"], enc),
         (Method::POST, "/v1/decrypt", &["api"], dec.clone()),
         (Method::POST, "/v1/rewrap", &["api", "rewrap"], dec),

@@ -26,6 +26,21 @@ pub struct RootRow {
     pub seal: Seal,
     /// Under [`Seal::Pkcs11`]: the server key as the token sealed it.
     pub token: Option<TokenSealed>,
+    /// Under [`Seal::Pkcs11`]: the recovery shares' split.
+    pub recovery: Option<Recovery>,
+}
+
+/// A split of recovery shares: not secret, and useless without the root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// N.
+    pub shares: u8,
+    /// K.
+    pub threshold: u8,
+    /// The split's random id, which each of its shares carries.
+    pub set: [u8; 4],
+    /// HMAC of the split's secret under the root's recovery subkey.
+    pub check: Vec<u8>,
 }
 
 /// The server key sealed by a PKCS#11 token.
@@ -82,6 +97,20 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
         (Some(key_label), Some(sealed)) => Some(TokenSealed { key_label, sealed }),
         _ => None,
     };
+    let recovery = match (
+        row.get::<_, Option<i16>>("recovery_shares"),
+        row.get::<_, Option<i16>>("recovery_threshold"),
+        row.get::<_, Option<Vec<u8>>>("recovery_set"),
+        row.get::<_, Option<Vec<u8>>>("recovery_check"),
+    ) {
+        (Some(n), Some(k), Some(set), Some(check)) => Some(Recovery {
+            shares: u8::try_from(n).unwrap_or(0),
+            threshold: u8::try_from(k).unwrap_or(0),
+            set: <[u8; 4]>::try_from(set.as_slice()).unwrap_or_default(),
+            check,
+        }),
+        _ => None,
+    };
     RootRow {
         generation: row.get("generation"),
         root_version: row.get("root_version"),
@@ -106,11 +135,13 @@ fn root_from_row(row: &tokio_postgres::Row) -> RootRow {
             _ => Seal::Key,
         },
         token,
+        recovery,
     }
 }
 
 const ROOT_COLUMNS: &str = "generation, root_version, argon2_m_kib, argon2_t, argon2_p, salt, \
-                            sealed_root, shares, threshold, share_set, token_key_label, token_sealed";
+                            sealed_root, shares, threshold, share_set, token_key_label, token_sealed, \
+                            recovery_shares, recovery_threshold, recovery_set, recovery_check";
 
 /// The root record, if the vault is initialized.
 pub async fn root(c: &impl GenericClient) -> Result<Option<RootRow>, tokio_postgres::Error> {
@@ -144,12 +175,13 @@ pub async fn insert_root(
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
     let (label, sealed) = token_columns(root);
+    let (r_shares, r_threshold, r_set, r_check) = recovery_columns(root);
     let n = prepared::execute(
         c,
         "INSERT INTO root_record (id, generation, root_version, argon2_m_kib, argon2_t, \
              argon2_p, salt, sealed_root, shares, threshold, share_set, token_key_label, \
-             token_sealed) \
-             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             token_sealed, recovery_shares, recovery_threshold, recovery_set, recovery_check) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (id) DO NOTHING",
         &[
             &root.generation,
@@ -164,10 +196,28 @@ pub async fn insert_root(
             &set,
             &label,
             &sealed,
+            &r_shares,
+            &r_threshold,
+            &r_set,
+            &r_check,
         ],
     )
     .await?;
     Ok(n == 1)
+}
+
+type RecoveryColumns<'a> = (Option<i16>, Option<i16>, Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn recovery_columns(root: &RootRow) -> RecoveryColumns<'_> {
+    match &root.recovery {
+        Some(r) => (
+            Some(i16::from(r.shares)),
+            Some(i16::from(r.threshold)),
+            Some(r.set.as_slice()),
+            Some(r.check.as_slice()),
+        ),
+        None => (None, None, None, None),
+    }
 }
 
 fn token_columns(root: &RootRow) -> (Option<&str>, Option<&[u8]>) {
@@ -186,12 +236,14 @@ pub async fn replace_root(
 ) -> Result<bool, tokio_postgres::Error> {
     let (shares, threshold, set) = root.seal.columns();
     let (label, sealed) = token_columns(root);
+    let (r_shares, r_threshold, r_set, r_check) = recovery_columns(root);
     let n = prepared::execute(
         c,
         "UPDATE root_record SET generation = $2, root_version = $3, argon2_m_kib = $4, \
              argon2_t = $5, argon2_p = $6, salt = $7, sealed_root = $8, shares = $9, \
              threshold = $10, share_set = $11, token_key_label = $12, token_sealed = $13, \
-             updated_at = now() WHERE generation = $1",
+             recovery_shares = $14, recovery_threshold = $15, recovery_set = $16, \
+             recovery_check = $17, updated_at = now() WHERE generation = $1",
         &[
             &expected_generation,
             &root.generation,
@@ -206,6 +258,10 @@ pub async fn replace_root(
             &set,
             &label,
             &sealed,
+            &r_shares,
+            &r_threshold,
+            &r_set,
+            &r_check,
         ],
     )
     .await?;

@@ -90,8 +90,10 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["key_stdin", "shares"])]
         generate: bool,
         /// Under `seal.kind = "pkcs11"`: the vault's token seals a random server key that nobody
-        /// sees; every replica then unlocks itself through the token.
-        #[arg(long, conflicts_with_all = ["generate", "key_stdin", "shares"])]
+        /// sees; every replica then unlocks itself through the token. Prints recovery shares
+        /// (5, any 3 of which authorise rekey, rotate-root and seal migrate, unless --shares and
+        /// --threshold say else); they never unlock.
+        #[arg(long, conflicts_with_all = ["generate", "key_stdin"])]
         token: bool,
         /// Read the server key from the first line of stdin instead of a prompt.
         #[arg(long, conflicts_with = "shares")]
@@ -134,11 +136,13 @@ pub enum Command {
         /// Read the current key, then the new key, from the first two lines of stdin.
         #[arg(long, conflicts_with = "shares_stdin")]
         key_stdin: bool,
-        /// The current key is held in shares: read a complete set from stdin, one per line
-        /// (without it, each is asked for without echo).
+        /// The current key is held in shares (or, under the PKCS#11 seal, the recovery shares
+        /// authorise): read a complete set from stdin, one per line (without it, each is asked
+        /// for without echo).
         #[arg(long)]
         shares_stdin: bool,
         /// Split the new server key into N shares (2-16), printed once. Needs --new-threshold.
+        /// Under the PKCS#11 seal: make N new recovery shares instead.
         #[arg(long, requires = "new_threshold", value_name = "N")]
         new_shares: Option<u8>,
         /// With --new-shares: how many shares unlock (2-N).
@@ -147,8 +151,23 @@ pub enum Command {
     },
     /// Add a KEK version; new DEKs are wrapped under it.
     Rotate(#[command(flatten)] Connection),
-    /// Replace the root key and re-wrap every KEK; other replicas lock themselves.
-    RotateRoot(#[command(flatten)] Connection),
+    /// Replace the root key and re-wrap every KEK; other replicas lock themselves. Under the
+    /// PKCS#11 seal it needs a complete set of the recovery shares.
+    RotateRoot {
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+        /// Under the PKCS#11 seal: read the recovery shares from stdin, one per line (without
+        /// it, each is asked for without echo).
+        #[arg(long)]
+        shares_stdin: bool,
+    },
+    /// Move the server key between seals: one key, k-of-n shares, or a PKCS#11 token.
+    Seal {
+        /// What to do.
+        #[command(subcommand)]
+        command: SealCommand,
+    },
     /// Disaster recovery, offline: decrypt `strongbox-api export-encrypted` output with the vault
     /// database and the server key, without a running vault. Writes `{key_id, plaintext}` lines.
     Recover {
@@ -183,6 +202,49 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyringCommand,
     },
+}
+
+/// `seal` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SealCommand {
+    /// Re-seal the server key another way, in one transaction: the old seal works until the new
+    /// one does. Needs the replica unlocked and the current authority: the server key, a
+    /// complete set of its shares, or (under the PKCS#11 seal) of the recovery shares.
+    Migrate {
+        /// How to reach the vault.
+        #[command(flatten)]
+        connection: Connection,
+        /// The new seal. To `pkcs11`, the replica must be configured with the token.
+        #[arg(long, value_enum)]
+        to: SealTo,
+        /// Read the secrets from stdin, one per line: the current key (or a complete set of
+        /// shares or recovery shares), then with `--to key` the new key. Without it, each is
+        /// asked for without echo.
+        #[arg(long)]
+        stdin: bool,
+        /// With `--to shares`: split the new key into N shares. With `--to pkcs11`: make N new
+        /// recovery shares (default: keep the current ones, or make 5).
+        #[arg(long, requires = "threshold", value_name = "N")]
+        shares: Option<u8>,
+        /// With --shares: how many of them are needed (2-N).
+        #[arg(long, requires = "shares", value_name = "K")]
+        threshold: Option<u8>,
+        /// With `--to pkcs11`: the token key to seal under, made when absent (default:
+        /// `seal.key_label` of the replica). A new label replaces the token key.
+        #[arg(long, value_name = "LABEL")]
+        key_label: Option<String>,
+    },
+}
+
+/// Seals `seal migrate` moves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SealTo {
+    /// One server key an operator holds.
+    Key,
+    /// K-of-n shares of a generated server key.
+    Shares,
+    /// A random server key sealed by the replica's PKCS#11 token (auto-unlock).
+    Pkcs11,
 }
 
 /// `certs` subcommands.

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use super::client::VaultClient;
-use super::{Command, Connection, KeyringCommand, Output};
+use super::{Command, Connection, KeyringCommand, Output, SealCommand, SealTo};
 use crate::service::lifecycle::MIN_KEY_CHARS;
 
 /// Runs an operator command.
@@ -33,7 +33,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ));
                 }
                 if s["seal"] == "pkcs11" {
-                    text.push_str("\nseal:         pkcs11 (each replica unlocks itself)");
+                    text.push_str(&format!(
+                        "\nseal:         pkcs11 (each replica unlocks itself; token key {})",
+                        s["token_key_label"]
+                    ));
+                    if let Some(k) = s["recovery_threshold"].as_u64() {
+                        text.push_str(&format!("\nrecovery:     {k} recovery shares authorise"));
+                    }
                 }
                 if let Some(why) = s["auto_unlock_error"].as_str() {
                     text.push_str(&format!("\nauto-unlock:  failing: {why}"));
@@ -42,23 +48,27 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             });
             Ok(if status["unlocked"] == true { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
+        Command::Initialize { connection, token: true, shares, threshold, .. } => {
+            let client = VaultClient::new(&connection)?;
+            let body = match (shares, threshold) {
+                (Some(n), Some(k)) => json!({"shares": n, "threshold": k}),
+                _ => json!({}),
+            };
+            let answer = client.post("/v1/sys/initialize", Some(&body)).await?;
+            print_recovery(
+                &connection,
+                &answer,
+                "The vault is initialized under its PKCS#11 token and unlocked. Every replica \
+                 unlocks itself through the token.",
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Initialize { connection, shares: Some(n), threshold: Some(k), .. } => {
             let client = VaultClient::new(&connection)?;
             let answer = client
                 .post("/v1/sys/initialize", Some(&json!({"shares": n, "threshold": k})))
                 .await?;
             print_shares(&connection, &answer, k, "The vault is initialized and unlocked.");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Initialize { connection, token: true, .. } => {
-            let client = VaultClient::new(&connection)?;
-            client.post("/v1/sys/initialize", Some(&json!({}))).await?;
-            done(
-                &connection,
-                json!({"initialized": true, "unlocked": true, "seal": "pkcs11"}),
-                "The vault is initialized under its PKCS#11 token and unlocked. Every replica \
-                 unlocks itself through the token.",
-            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Initialize { connection, generate, key_stdin, .. } => {
@@ -130,56 +140,41 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let status = client.get("/v1/sys/status").await?;
             let mut body = serde_json::Map::new();
             let mut stdin = std::io::stdin().lock().lines();
-            if status["seal"] == "shares" {
-                let needed = status["threshold"].as_u64().unwrap_or(0);
-                let mut given = Vec::new();
-                for i in 1..=needed {
-                    let text = if shares_stdin {
-                        let line = stdin.next().with_context(|| {
-                            format!("stdin: expected {needed} shares, one per line; got {}", i - 1)
-                        })??;
-                        SecretString::from(line.trim().to_owned())
-                    } else {
-                        existing_share(false, &format!("Current share {i} of {needed}: "))?
-                    };
-                    given.push(Value::String(text.expose_secret().to_owned()));
-                }
-                body.insert("shares".to_owned(), Value::Array(given));
-            } else {
-                let current = if key_stdin {
-                    let line =
-                        stdin.next().context("stdin: expected the current key on line 1")??;
-                    SecretString::from(line)
-                } else {
-                    existing_key(false, "Current server key: ")?
-                };
-                body.insert("current_key".to_owned(), json!(current.expose_secret()));
-            }
+            let from_stdin = key_stdin || shares_stdin;
+            let (field, value) =
+                authority(&status, from_stdin.then_some(&mut stdin), "the current key")?;
+            body.insert(field.to_owned(), value);
             match (new_shares, new_threshold) {
                 (Some(n), Some(k)) => {
                     body.insert("new_shares".to_owned(), json!(n));
                     body.insert("new_threshold".to_owned(), json!(k));
                 }
+                _ if status["seal"] == "pkcs11" => {}
                 _ => {
-                    let new = if key_stdin {
-                        let line =
-                            stdin.next().context("stdin: expected the new key on line 2")??;
-                        SecretString::from(line)
-                    } else {
-                        new_key(false)?
-                    };
-                    check_length(&new)?;
+                    let new = new_key_from(from_stdin.then_some(&mut stdin))?;
                     body.insert("new_key".to_owned(), json!(new.expose_secret()));
                 }
             }
             let answer = client.post("/v1/sys/rekey", Some(&Value::Object(body))).await?;
-            if answer.get("shares").is_some() {
+            if answer.get("recovery_shares").is_some() {
+                print_recovery(
+                    &connection,
+                    &answer,
+                    "Server key replaced under the same token key. The earlier recovery shares no longer authorise anything.",
+                );
+            } else if answer.get("shares").is_some() {
                 let k = new_threshold.unwrap_or(0);
                 print_shares(
                     &connection,
                     &answer,
                     k,
                     "Server key changed and split. Unlock with the new shares from now on, on every replica.",
+                );
+            } else if status["seal"] == "pkcs11" {
+                done(
+                    &connection,
+                    answer.clone(),
+                    "Server key replaced under the same token key; the recovery shares stay.",
                 );
             } else {
                 done(
@@ -190,6 +185,78 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Seal {
+            command: SealCommand::Migrate { connection, to, stdin, shares, threshold, key_label },
+        } => {
+            let client = VaultClient::new(&connection)?;
+            let status = client.get("/v1/sys/status").await?;
+            let mut lines = std::io::stdin().lock().lines();
+            let (field, value) =
+                authority(&status, stdin.then_some(&mut lines), "the current key")?;
+            let mut body = serde_json::Map::new();
+            body.insert(field.to_owned(), value);
+            let to_name = match to {
+                SealTo::Key => "key",
+                SealTo::Shares => "shares",
+                SealTo::Pkcs11 => "pkcs11",
+            };
+            body.insert("to".to_owned(), json!(to_name));
+            match to {
+                SealTo::Key => {
+                    if shares.is_some() || key_label.is_some() {
+                        bail!(
+                            "--to key takes a new key (asked for, or the next stdin line), not --shares or --key-label"
+                        );
+                    }
+                    let new = new_key_from(stdin.then_some(&mut lines))?;
+                    body.insert("new_key".to_owned(), json!(new.expose_secret()));
+                }
+                SealTo::Shares => {
+                    let (Some(n), Some(k)) = (shares, threshold) else {
+                        bail!("--to shares needs --shares N --threshold K");
+                    };
+                    if key_label.is_some() {
+                        bail!("--key-label is for --to pkcs11");
+                    }
+                    body.insert("new_shares".to_owned(), json!(n));
+                    body.insert("new_threshold".to_owned(), json!(k));
+                }
+                SealTo::Pkcs11 => {
+                    if let (Some(n), Some(k)) = (shares, threshold) {
+                        body.insert("new_shares".to_owned(), json!(n));
+                        body.insert("new_threshold".to_owned(), json!(k));
+                    }
+                    if let Some(label) = key_label {
+                        body.insert("key_label".to_owned(), json!(label));
+                    }
+                }
+            }
+            let answer = client.post("/v1/sys/seal/migrate", Some(&Value::Object(body))).await?;
+            match to {
+                SealTo::Key => done(
+                    &connection,
+                    answer.clone(),
+                    "Migrated: the server key is the one you gave. Set seal.kind = \"key\" on every replica; restarted replicas wait for it.",
+                ),
+                SealTo::Shares => print_shares(
+                    &connection,
+                    &answer,
+                    threshold.unwrap_or(0),
+                    "Migrated: the server key is split. Set seal.kind = \"shares\" on every replica; restarted replicas wait for the shares.",
+                ),
+                SealTo::Pkcs11 if answer.get("recovery_shares").is_some() => print_recovery(
+                    &connection,
+                    &answer,
+                    "Migrated: the token seals the server key, and every replica configured with it unlocks itself.",
+                ),
+                SealTo::Pkcs11 => done(
+                    &connection,
+                    answer.clone(),
+                    "Migrated: the token seals a new server key; the recovery shares stay.",
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rotate(c) => {
             let r = VaultClient::new(&c)?.post("/v1/sys/rotate", None).await?;
             print(&c, &r, |r| {
@@ -197,8 +264,18 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        Command::RotateRoot(c) => {
-            let r = VaultClient::new(&c)?.post("/v1/sys/rotate-root", None).await?;
+        Command::RotateRoot { connection: c, shares_stdin } => {
+            let client = VaultClient::new(&c)?;
+            let status = client.get("/v1/sys/status").await?;
+            let body = if status["recovery_threshold"].is_u64() {
+                let mut lines = std::io::stdin().lock().lines();
+                let (field, value) =
+                    authority(&status, shares_stdin.then_some(&mut lines), "recovery")?;
+                Some(json!({ field: value }))
+            } else {
+                None
+            };
+            let r = client.post("/v1/sys/rotate-root", body.as_ref()).await?;
             print(&c, &r, |r| {
                 format!(
                     "New root key version {}. Every other replica has locked itself: unlock each one.",
@@ -397,6 +474,78 @@ fn print_shares(connection: &Connection, answer: &Value, threshold: u8, headline
         text.push_str(&format!(
             "\n\nWith fewer than {threshold} shares left, the vault cannot be unlocked and recoverable keys are lost."
         ));
+        text
+    });
+}
+
+type StdinLines<'a> = std::io::Lines<std::io::StdinLock<'a>>;
+
+/// The current authority the vault's status calls for, as the field to send and its value: the
+/// server key, a complete set of its shares, or under the PKCS#11 seal the recovery shares.
+/// Read from `stdin` (one per line) when given, else asked for without echo.
+fn authority(
+    status: &Value,
+    mut stdin: Option<&mut StdinLines<'_>>,
+    what: &str,
+) -> anyhow::Result<(&'static str, Value)> {
+    let (field, needed, name) = match status["seal"].as_str() {
+        Some("shares") => ("shares", status["threshold"].as_u64().unwrap_or(0), "share"),
+        Some("pkcs11") => {
+            let Some(k) = status["recovery_threshold"].as_u64() else {
+                bail!("this vault has no recovery shares")
+            };
+            ("recovery_shares", k, "recovery share")
+        }
+        Some("key") => {
+            let key = match stdin.as_mut() {
+                Some(lines) => SecretString::from(
+                    lines.next().with_context(|| format!("stdin: expected {what} on line 1"))??,
+                ),
+                None => existing_key(false, "Current server key: ")?,
+            };
+            return Ok(("current_key", json!(key.expose_secret())));
+        }
+        _ => bail!("the vault is not initialized"),
+    };
+    let mut given = Vec::new();
+    for i in 1..=needed {
+        let text = match stdin.as_mut() {
+            Some(lines) => {
+                let line = lines.next().with_context(|| {
+                    format!("stdin: expected {needed} {name}s, one per line; got {}", i - 1)
+                })??;
+                SecretString::from(line.trim().to_owned())
+            }
+            None => existing_share(false, &format!("Current {name} {i} of {needed}: "))?,
+        };
+        given.push(Value::String(text.expose_secret().to_owned()));
+    }
+    Ok((field, Value::Array(given)))
+}
+
+/// A new server key: the next stdin line when given, else asked twice without echo.
+fn new_key_from(stdin: Option<&mut StdinLines<'_>>) -> anyhow::Result<SecretString> {
+    let new = match stdin {
+        Some(lines) => {
+            SecretString::from(lines.next().context("stdin: expected the new key next")??)
+        }
+        None => new_key(false)?,
+    };
+    check_length(&new)?;
+    Ok(new)
+}
+
+/// Prints recovery shares once, with what they are for.
+fn print_recovery(connection: &Connection, answer: &Value, headline: &str) {
+    print(connection, answer, |a| {
+        let shares = a["recovery_shares"].as_array().cloned().unwrap_or_default();
+        let mut text = format!(
+            "{headline}\n\n{} recovery shares (shown once; give each to a different holder now). They never unlock or decrypt; a quorum of them authorises rekey, rotate-root and seal migrate:\n",
+            shares.len()
+        );
+        for share in &shares {
+            text.push_str(&format!("\n    {}", share.as_str().unwrap_or_default()));
+        }
         text
     });
 }

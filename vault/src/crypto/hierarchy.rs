@@ -24,6 +24,8 @@ pub const SALT_LEN: usize = 16;
 const HKDF_SALT: &[u8] = b"strongbox/v1/hkdf";
 /// HKDF info of the subkey that wraps KEKs.
 const KEK_WRAP_INFO: &[u8] = b"strongbox/v1/kek-wrap";
+/// HKDF info of the subkey that checks recovery shares.
+const RECOVERY_INFO: &[u8] = b"strongbox/v1/recovery-check";
 
 /// Argon2id cost parameters. They are stored beside the root record, so they can be raised later
 /// (by a rekey) without losing the ability to open records made under older ones.
@@ -130,9 +132,47 @@ pub fn open_root(
 
 /// The subkey of `root` that wraps KEKs (HKDF-SHA256).
 pub fn kek_wrapping_key(root: &SecretKey) -> Result<SecretKey, CryptoError> {
+    subkey(root, KEK_WRAP_INFO)
+}
+
+/// The check stored for a split of recovery shares: HMAC-SHA256, under a subkey of `root`, of
+/// the split's id and threshold and the secret its shares rebuild. Without the root it can be
+/// neither made (to plant a split) nor tested against guesses.
+pub fn recovery_check(
+    root: &SecretKey,
+    set: [u8; 4],
+    threshold: u8,
+    secret: &[u8],
+) -> Result<[u8; 32], CryptoError> {
+    use aws_lc_rs::hmac;
+    let subkey = subkey(root, RECOVERY_INFO)?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, subkey.expose());
+    let mut context = hmac::Context::with_key(&key);
+    context.update(&set);
+    context.update(&[threshold]);
+    context.update(secret);
+    let tag = context.sign();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Whether `secret` is the secret of the split `check` was made for (in constant time).
+pub fn recovery_matches(
+    root: &SecretKey,
+    set: [u8; 4],
+    threshold: u8,
+    secret: &[u8],
+    check: &[u8],
+) -> Result<bool, CryptoError> {
+    let expected = recovery_check(root, set, threshold, secret)?;
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&expected, check).is_ok())
+}
+
+fn subkey(root: &SecretKey, label: &'static [u8]) -> Result<SecretKey, CryptoError> {
     use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
     let prk = Salt::new(HKDF_SHA256, HKDF_SALT).extract(root.expose());
-    let info = [KEK_WRAP_INFO];
+    let info = [label];
     let okm = prk.expand(&info, HKDF_SHA256)?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     okm.fill(out.as_mut_slice())?;
@@ -279,5 +319,19 @@ mod tests {
     fn default_parameters_are_accepted() {
         Argon2Params::default().validate().unwrap();
         assert!(Argon2Params { m_kib: 1, t: 1, p: 1 }.validate().is_err());
+    }
+
+    #[test]
+    fn a_recovery_check_matches_only_its_root_split_and_secret() {
+        let root = SecretKey::generate().unwrap();
+        let (set, secret) = ([1, 2, 3, 4], [9u8; 32]);
+        let check = recovery_check(&root, set, 2, &secret).unwrap();
+        assert!(recovery_matches(&root, set, 2, &secret, &check).unwrap());
+        let other_root = SecretKey::generate().unwrap();
+        assert!(!recovery_matches(&other_root, set, 2, &secret, &check).unwrap());
+        assert!(!recovery_matches(&root, [1, 2, 3, 5], 2, &secret, &check).unwrap());
+        assert!(!recovery_matches(&root, set, 3, &secret, &check).unwrap());
+        assert!(!recovery_matches(&root, set, 2, &[8u8; 32], &check).unwrap());
+        assert!(!recovery_matches(&root, set, 2, &secret, &check[..31]).unwrap());
     }
 }

@@ -137,13 +137,19 @@ impl Share {
     }
 }
 
-/// A fresh secret and its `shares` shares, any `threshold` of which rebuild it.
-pub fn split(shares: u8, threshold: u8) -> Result<(Zeroizing<Vec<u8>>, Vec<Share>), ShareError> {
+/// Whether a split of `shares` shares, `threshold` of which rebuild it, can be made.
+pub fn check_range(shares: u8, threshold: u8) -> Result<(), ShareError> {
     if !(MIN_THRESHOLD..=MAX_SHARES).contains(&threshold)
         || !(threshold..=MAX_SHARES).contains(&shares)
     {
         return Err(ShareError::Range);
     }
+    Ok(())
+}
+
+/// A fresh secret and its `shares` shares, any `threshold` of which rebuild it.
+pub fn split(shares: u8, threshold: u8) -> Result<(Zeroizing<Vec<u8>>, Vec<Share>), ShareError> {
+    check_range(shares, threshold)?;
     let mut secret = Zeroizing::new(vec![0_u8; SECRET_LEN]);
     aws_lc_rs::rand::fill(&mut secret).map_err(|_| ShareError::Random)?;
     let mut set = [0_u8; 4];

@@ -99,7 +99,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = VaultError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, VaultError> {
+        Ok(Self(parse_body(read_body(req, state).await?)?))
+    }
+}
+
+/// A JSON body that may be left out: an empty body stands for `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = VaultError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, VaultError> {
         let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        Ok(Self(parse_body(bytes)?))
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: Bytes) -> Result<T, VaultError> {
+    {
         let json = strongbox_shared::json::parse(&bytes).map_err(|e| {
             use serde_json::error::Category;
             VaultError::InvalidRequest(match e.classify() {
@@ -113,8 +133,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         // that is kept.
         strongbox_shared::json::scrub(json);
         strongbox_shared::json::scrub_bytes(bytes);
-        let value = value?;
-        Ok(Self(value))
+        value
     }
 }
 

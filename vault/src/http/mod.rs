@@ -44,6 +44,7 @@ pub fn main_router(state: AppState) -> Router {
         .route("/v1/sys/rekey", post(sys::rekey))
         .route("/v1/sys/rotate", post(sys::rotate))
         .route("/v1/sys/rotate-root", post(sys::rotate_root))
+        .route("/v1/sys/seal/migrate", post(sys::migrate_seal))
         .route("/v1/encrypt", post(data::encrypt))
         .route("/v1/decrypt", post(data::decrypt))
         .route("/v1/rewrap", post(data::rewrap))

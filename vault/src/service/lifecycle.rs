@@ -18,19 +18,24 @@ pub enum Presented {
     Key(SecretString),
     /// A complete set of shares, printed.
     Shares(Vec<SecretString>),
+    /// Under the PKCS#11 seal: a complete set of the recovery shares, printed.
+    Recovery(Vec<SecretString>),
 }
 
-/// What the server key becomes.
+/// What the server key becomes at a rekey.
 pub enum NewKey {
     /// One key the operator chose.
     Key(SecretString),
-    /// A fresh key split into `shares`, `threshold` of which rebuild it.
+    /// A fresh key split into `shares`, `threshold` of which rebuild it; under the PKCS#11
+    /// seal, a fresh key the token seals and `shares` new recovery shares.
     Shares {
         /// N.
         shares: u8,
         /// K.
         threshold: u8,
     },
+    /// Under the PKCS#11 seal: a fresh key the token seals; the recovery shares stay.
+    Token,
 }
 
 /// Shortest server key an operator may choose.
@@ -57,13 +62,19 @@ pub struct Status {
     pub threshold: Option<u8>,
     /// Shares mode: shares given on this replica towards the next unlock.
     pub progress: Option<u8>,
+    /// PKCS#11 seal: recovery shares that authorise rekey, rotate-root and `seal migrate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_threshold: Option<u8>,
+    /// PKCS#11 seal: the label of the token's key that seals the server key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_key_label: Option<String>,
     /// PKCS#11 seal: why this replica could not unlock itself through the token, while it
     /// cannot (it retries with backoff).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_unlock_error: Option<String>,
 }
 
-fn check_strength(key: &SecretString) -> Result<(), VaultError> {
+pub(super) fn check_strength(key: &SecretString) -> Result<(), VaultError> {
     if key.expose_secret().chars().count() < MIN_KEY_CHARS {
         return Err(VaultError::WeakKey { min: MIN_KEY_CHARS });
     }
@@ -98,11 +109,7 @@ impl Vault {
             root_version: root.as_ref().map(|r| r.root_version),
             kek_version,
             argon2: root.as_ref().map(|r| r.params),
-            seal: root.as_ref().map(|r| match r.seal {
-                Seal::Key => "key",
-                Seal::Shares { .. } => "shares",
-                Seal::Pkcs11 => "pkcs11",
-            }),
+            seal: root.as_ref().map(|r| super::seal::seal_name(r.seal)),
             threshold: match root.as_ref().map(|r| r.seal) {
                 Some(Seal::Shares { threshold, .. }) => Some(threshold),
                 _ => None,
@@ -111,6 +118,14 @@ impl Vault {
                 Some(Seal::Shares { .. }) => Some(self.share_progress()),
                 _ => None,
             },
+            recovery_threshold: root
+                .as_ref()
+                .and_then(|r| r.recovery.as_ref())
+                .map(|r| r.threshold),
+            token_key_label: root
+                .as_ref()
+                .and_then(|r| r.token.as_ref())
+                .map(|t| t.key_label.clone()),
             auto_unlock_error: if unlocked { None } else { self.auto_unlock_error() },
         })
     }
@@ -118,7 +133,7 @@ impl Vault {
     /// Creates the root record and KEK 1 under `key`, leaving this replica unlocked.
     pub async fn initialize(&self, key: SecretString) -> Result<(), VaultError> {
         check_strength(&key)?;
-        self.initialize_sealed(key, Seal::Key, None).await
+        self.initialize_sealed(key, Seal::Key, None, None).await
     }
 
     /// Initializes under a fresh server key split into `shares` shares, `threshold` of which
@@ -129,7 +144,7 @@ impl Vault {
         threshold: u8,
     ) -> Result<Vec<zeroize::Zeroizing<String>>, VaultError> {
         let (key, seal, printed) = super::shares::new_split(shares, threshold)?;
-        self.initialize_sealed(key, seal, None).await?;
+        self.initialize_sealed(key, seal, None, None).await?;
         Ok(printed)
     }
 
@@ -138,11 +153,13 @@ impl Vault {
         key: SecretString,
         seal: Seal,
         token: Option<store::TokenSealed>,
+        recovery: Option<super::seal::RecoverySplit>,
     ) -> Result<(), VaultError> {
         let params = self.settings.unlock.argon2;
         let salt = hierarchy::new_salt()?.to_vec();
         let unlock = self.derive(key, params, salt.clone()).await?;
         let root = SecretKey::generate()?;
+        let recovery = recovery.map(|split| split.record(&root)).transpose()?;
         let record = RootRow {
             generation: 1,
             root_version: 1,
@@ -151,6 +168,7 @@ impl Vault {
             salt: salt.clone(),
             seal,
             token,
+            recovery,
         };
         let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
         let kek = SecretKey::generate()?;
@@ -282,7 +300,7 @@ impl Vault {
     /// Opens the root record with a server key an operator presented (to unlock or to rekey):
     /// repeated wrong keys from one client are slowed down, and every refusal is counted and a
     /// wrong key logged. Returns the record, the unlock key derived and the root key.
-    async fn open_root_with(
+    pub(super) async fn open_root_with(
         &self,
         key: SecretString,
         identity: &str,
@@ -389,88 +407,48 @@ impl Vault {
 
     /// Changes the server key: re-seals the root key under a new unlock key, in one
     /// compare-and-swap of the root record. Nothing else changes, so there is no partial state.
-    /// The current key is given as it is held (one key, or a complete set of shares); the new
-    /// one may be held either way, so rekey also moves between one key and shares. Returns the
-    /// new shares when the new key is split.
+    /// The current key is given as it is held (one key, a complete set of shares, or under the
+    /// PKCS#11 seal the recovery shares); the new one may be one key or shares (rekey also moves
+    /// between them), or under the PKCS#11 seal a fresh key the same token key seals, with new
+    /// recovery shares when `NewKey::Shares` asks for them. Moving to or from the token is
+    /// `seal migrate`.
     pub async fn rekey(
         &self,
         current: Presented,
         new: NewKey,
         identity: &str,
         ip: IpAddr,
-    ) -> Result<Option<Vec<zeroize::Zeroizing<String>>>, VaultError> {
+    ) -> Result<super::seal::Migrated, VaultError> {
+        use super::seal::NewSeal;
         self.keys()?;
         let stored = {
             let client = self.pool.get().await?;
-            store::root(&client).await?.ok_or(VaultError::NotInitialized)?.seal
+            store::root(&client).await?.ok_or(VaultError::NotInitialized)?
         };
-        let current = match (current, stored) {
-            (Presented::Key(key), Seal::Key) => key,
-            (Presented::Shares(given), Seal::Shares { threshold, set, .. }) => {
-                super::shares::key_from(&given, threshold, set)?
-            }
-            (Presented::Key(_), Seal::Shares { .. }) => {
+        let to = match (stored.seal, new) {
+            (Seal::Pkcs11, NewKey::Key(_)) => {
                 return Err(VaultError::InvalidRequest(
-                    "this vault's key is held in shares: give them as \"shares\"".to_owned(),
-                ));
-            }
-            (Presented::Shares(_), Seal::Key) => {
-                return Err(VaultError::InvalidRequest(
-                    "this vault's key is one secret: give it as \"current_key\"".to_owned(),
-                ));
-            }
-            (_, Seal::Pkcs11) => {
-                return Err(VaultError::InvalidRequest(
-                    "this vault's server key is sealed by a PKCS#11 token, which nobody can \
-                     present: rekey is not available under this seal"
+                    "this vault's server key is sealed by a PKCS#11 token: to hold a key                      instead, use seal migrate --to key"
                         .to_owned(),
                 ));
             }
-        };
-        let (new, seal, printed) = match new {
-            NewKey::Key(key) => {
-                check_strength(&key)?;
-                (key, Seal::Key, None)
+            (Seal::Pkcs11, new) => NewSeal::Pkcs11 {
+                key_label: stored.token.as_ref().map(|t| t.key_label.clone()),
+                recovery: match new {
+                    NewKey::Shares { shares, threshold } => Some((shares, threshold)),
+                    NewKey::Key(_) | NewKey::Token => None,
+                },
+            },
+            (_, NewKey::Token) => {
+                return Err(VaultError::InvalidRequest(
+                    "give the new key as \"new_key\", or as \"new_shares\" and \"new_threshold\""
+                        .to_owned(),
+                ));
             }
-            NewKey::Shares { shares, threshold } => {
-                let (key, seal, printed) = super::shares::new_split(shares, threshold)?;
-                (key, seal, Some(printed))
-            }
+            (_, NewKey::Key(key)) => NewSeal::Key(key),
+            (_, NewKey::Shares { shares, threshold }) => NewSeal::Shares { shares, threshold },
         };
-        let (record, _, root) = self.open_root_with(current, identity, ip).await?;
-        let params = self.settings.unlock.argon2;
-        let salt = hierarchy::new_salt()?.to_vec();
-        let unlock = self.derive(new, params, salt.clone()).await?;
-        let replacement = RootRow {
-            generation: record.generation + 1,
-            root_version: record.root_version,
-            params,
-            sealed_root: hierarchy::seal_root(&unlock, params, &salt, &root)?,
-            salt: salt.clone(),
-            seal,
-            token: None,
-        };
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        if !store::replace_root(&tx, record.generation, &replacement).await? {
-            return Err(VaultError::Conflict(
-                "the root record changed during the rekey; check status and retry".to_owned(),
-            ));
-        }
-        store::notify(&tx, &root_notice(&replacement)).await?;
-        tx.commit().await?;
-        // This replica keeps its keys; it now holds the new unlock key and generation.
-        let audit = self.audit_key.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let keys = UnlockedKeys::new(
-            &root,
-            replacement.root_version,
-            replacement.generation,
-            UnlockMaterial { key: unlock, params, salt },
-        )?
-        .with_loaded_audit_key(audit);
-        self.set_state(State::Unlocked(Arc::new(keys)));
-        tracing::info!(identity, generation = replacement.generation, "server key changed");
-        Ok(printed)
+        self.migrate_seal(current, to, identity, ip).await
     }
 
     /// Adds a KEK version; new DEKs are wrapped under it. Concurrent rotations produce one new
@@ -507,12 +485,48 @@ impl Vault {
     }
 
     /// Replaces the root key and re-wraps every KEK under it, in one transaction. Other replicas
-    /// see the new root version and lock themselves.
-    pub async fn rotate_root(&self) -> Result<i32, VaultError> {
+    /// see the new root version and lock themselves. Under the PKCS#11 seal it needs a complete
+    /// set of the recovery shares (`recovery`), whose check is re-made under the new root.
+    pub async fn rotate_root(
+        &self,
+        recovery: Option<Vec<SecretString>>,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<i32, VaultError> {
         let keys = self.keys()?;
+        let checked = {
+            let client = self.pool.get().await?;
+            let stored = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
+            drop(client);
+            match (&stored.recovery, recovery) {
+                (Some(_), Some(given)) => {
+                    let (_, secret) =
+                        self.check_recovery(&keys, &stored, &given, identity, ip).await?;
+                    Some((stored.generation, secret))
+                }
+                (Some(_), None) => {
+                    return Err(VaultError::InvalidRequest(
+                        "this vault is sealed by a PKCS#11 token: rotating its root needs a \
+                         complete set of its recovery shares as \"recovery_shares\""
+                            .to_owned(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(VaultError::InvalidRequest(
+                        "this vault has no recovery shares: rotate-root takes no body".to_owned(),
+                    ));
+                }
+                (None, None) => None,
+            }
+        };
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let record = store::root_for_update(&tx).await?.ok_or(VaultError::NotInitialized)?;
+        if checked.as_ref().is_some_and(|(generation, _)| *generation != record.generation) {
+            return Err(VaultError::Conflict(
+                "the root record changed while the recovery shares were checked; retry".to_owned(),
+            ));
+        }
         if record.root_version != keys.root_version {
             drop(tx);
             self.lock_stale("the root key was rotated by another replica");
@@ -567,6 +581,14 @@ impl Vault {
             salt: salt.clone(),
             seal: record.seal,
             token: record.token.clone(),
+            recovery: match (&record.recovery, &checked) {
+                (Some(r), Some((_, secret))) => Some(store::Recovery {
+                    check: hierarchy::recovery_check(&new_root, r.set, r.threshold, secret)?
+                        .to_vec(),
+                    ..r.clone()
+                }),
+                _ => None,
+            },
         };
         if !store::replace_root(&tx, record.generation, &replacement).await? {
             return Err(VaultError::Conflict("the root record changed; retry".to_owned()));
@@ -594,6 +616,10 @@ impl Vault {
     /// a new root version locks this replica; a new generation makes its unlock key stale.
     pub fn observe_root(&self, root_version: i32, generation: i64) {
         self.set_state_if_uninitialized();
+        let seen = self.seen_generation.swap(generation, std::sync::atomic::Ordering::SeqCst);
+        if seen != generation {
+            self.root_changed.notify_one();
+        }
         let Ok(keys) = self.keys() else { return };
         if root_version != keys.root_version {
             self.lock_stale("the root key was rotated by another replica");
@@ -604,7 +630,7 @@ impl Vault {
 }
 
 /// The notification payload announcing a root record.
-fn root_notice(record: &RootRow) -> String {
+pub(super) fn root_notice(record: &RootRow) -> String {
     format!("root:{}:{}", record.root_version, record.generation)
 }
 

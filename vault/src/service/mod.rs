@@ -10,6 +10,7 @@ pub mod data;
 pub mod keyrings;
 pub mod lifecycle;
 pub mod maintenance;
+pub mod seal;
 pub mod shares;
 pub mod throttle;
 pub mod token;
@@ -138,6 +139,18 @@ impl UnlockedKeys {
         Ok(self)
     }
 
+    /// This replica's unlock key when `record` is the root record it was unlocked with
+    /// (`None`: a rekey elsewhere made it stale, or it was forgotten).
+    fn unlock_key_for(&self, record: &store::RootRow) -> Result<Option<SecretKey>, VaultError> {
+        let guard = self.unlock.lock().unwrap_or_else(|e| e.into_inner());
+        match (&*guard, record.generation == self.generation) {
+            (Some(m), true) if m.params == record.params && m.salt == record.salt => {
+                Ok(Some(m.key.duplicate()?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Keeps `audit` as this replica's audit key (a rekey changes the unlock key, not it).
     fn with_loaded_audit_key(mut self, audit: Option<Arc<SecretKey>>) -> Self {
         self.audit = audit;
@@ -240,6 +253,10 @@ pub struct Vault {
     held_locked: std::sync::atomic::AtomicBool,
     /// Why auto-unlock through the token fails, while it does.
     auto_unlock_error: std::sync::Mutex<Option<String>>,
+    /// Woken when this replica sees a root record it had not seen (auto-unlock tries at once).
+    root_changed: tokio::sync::Notify,
+    /// The root-record generation this replica saw last.
+    seen_generation: std::sync::atomic::AtomicI64,
 }
 
 impl Vault {
@@ -267,6 +284,8 @@ impl Vault {
             token,
             held_locked: std::sync::atomic::AtomicBool::new(false),
             auto_unlock_error: std::sync::Mutex::new(None),
+            root_changed: tokio::sync::Notify::new(),
+            seen_generation: std::sync::atomic::AtomicI64::new(-1),
         }))
     }
 

@@ -59,7 +59,23 @@ pub fn key_from(
     threshold: u8,
     set: [u8; 4],
 ) -> Result<SecretString, VaultError> {
+    Ok(shares::server_key(&secret_from(texts, threshold, set)?))
+}
+
+/// The secret that `texts` (a complete set of the split `set`) rebuild.
+pub fn secret_from(
+    texts: &[SecretString],
+    threshold: u8,
+    set: [u8; 4],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     use secrecy::ExposeSecret as _;
+    if texts.len() > 4 * usize::from(shares::MAX_SHARES) {
+        return Err(VaultError::InvalidShare(format!(
+            "{} shares given; a split has at most {}",
+            texts.len(),
+            shares::MAX_SHARES
+        )));
+    }
     let mut given: Vec<Share> = Vec::new();
     for text in texts {
         let share = Share::decode(text.expose_secret())?;
@@ -74,8 +90,7 @@ pub fn key_from(
             given.len()
         )));
     }
-    let secret = shares::combine(&given[..usize::from(threshold)])?;
-    Ok(shares::server_key(&secret))
+    Ok(shares::combine(&given[..usize::from(threshold)])?)
 }
 
 /// A share belongs to the stored split: a share of an earlier split, or of another vault, is

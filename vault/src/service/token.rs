@@ -139,12 +139,17 @@ impl TokenSeal {
         Ok(token.clone())
     }
 
-    /// Makes the token's key when absent, and seals `secret` under it.
-    async fn seal(&self, secret: Zeroizing<Vec<u8>>) -> Result<TokenSealed, TokenError> {
+    /// Makes the token's key `label` when absent, and seals `secret` under it.
+    async fn seal(
+        &self,
+        label: &str,
+        secret: Zeroizing<Vec<u8>>,
+    ) -> Result<TokenSealed, TokenError> {
         let token = self.token().await?;
-        let ((pin, text), label) = (self.pin()?, self.key_label.clone());
+        let ((pin, text), owned) = (self.pin()?, label.to_owned());
         let known = self.known_good(&text);
         let sealed = tokio::task::spawn_blocking(move || {
+            let label = owned;
             may_present(&token, known)?;
             if token.ensure_key(&pin, &label)? {
                 tracing::info!(key_label = %label, "made the seal's key in the PKCS#11 token");
@@ -162,7 +167,7 @@ impl TokenSeal {
         .await
         .map_err(|e| TokenError::Library(e.to_string()))?;
         let sealed = self.note(text, sealed)?;
-        Ok(TokenSealed { key_label: self.key_label.clone(), sealed })
+        Ok(TokenSealed { key_label: label.to_owned(), sealed })
     }
 
     /// Opens what [`seal`](Self::seal) made, with the key it names.
@@ -229,18 +234,47 @@ fn server_key(bytes: &[u8]) -> SecretString {
 
 impl Vault {
     /// `initialize` under the PKCS#11 seal: a random server key that nobody sees, sealed by
-    /// the token; this replica is left unlocked.
-    pub async fn initialize_token(&self) -> Result<(), VaultError> {
+    /// the token, and `recovery` (N, K) recovery shares, returned printed; this replica is left
+    /// unlocked.
+    pub async fn initialize_token(
+        &self,
+        recovery: (u8, u8),
+    ) -> Result<Vec<Zeroizing<String>>, VaultError> {
         let seal = self.token_seal()?;
         // Before any token work, so that a stray call makes no key in the token.
         if store::root(&self.pool.get().await?).await?.is_some() {
             return Err(VaultError::AlreadyInitialized);
         }
+        let split = super::seal::RecoverySplit::new(recovery)?;
+        let (key, sealed) = self.token_sealed_key(seal.key_label()).await?;
+        let printed = split.printed.clone();
+        self.initialize_sealed(key, Seal::Pkcs11, Some(sealed), Some(split)).await?;
+        Ok(printed)
+    }
+
+    /// A fresh random server key, and the token's sealing of it under its key `label` (made
+    /// when absent).
+    pub(super) async fn token_sealed_key(
+        &self,
+        label: &str,
+    ) -> Result<(SecretString, TokenSealed), VaultError> {
+        let seal = self.token_seal()?;
         let mut bytes = Zeroizing::new(vec![0u8; KEY_BYTES]);
         crate::crypto::random_fill(&mut bytes).map_err(|e| VaultError::Internal(e.into()))?;
         let key = server_key(&bytes);
-        let sealed = seal.seal(bytes).await.map_err(token_failure)?;
-        self.initialize_sealed(key, Seal::Pkcs11, Some(sealed)).await
+        let sealed = seal.seal(label, bytes).await.map_err(token_failure)?;
+        Ok((key, sealed))
+    }
+
+    /// The server key of `record`, unsealed by this replica's token.
+    pub(super) async fn token_unsealed_key(
+        &self,
+        record: &store::RootRow,
+    ) -> Result<SecretString, VaultError> {
+        let seal = self.token_seal()?;
+        let sealed = record.token.as_ref().ok_or(VaultError::Integrity)?;
+        let bytes = seal.unseal(sealed).await.map_err(token_failure)?;
+        Ok(server_key(&bytes))
     }
 
     /// Whether this replica is configured with the PKCS#11 seal.
@@ -248,7 +282,7 @@ impl Vault {
         self.token.is_some()
     }
 
-    fn token_seal(&self) -> Result<&Arc<TokenSeal>, VaultError> {
+    pub(super) fn token_seal(&self) -> Result<&Arc<TokenSeal>, VaultError> {
         self.token.as_ref().ok_or_else(|| {
             VaultError::InvalidRequest(
                 "this vault is not configured with seal.kind = \"pkcs11\": give \"key\", or \
@@ -335,6 +369,8 @@ impl Vault {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
+                    // A new root record (a seal migrated to the token, a root rotated): try now.
+                    () = self.root_changed.notified() => backoff = FIRST_BACKOFF,
                 }
             }
         });
