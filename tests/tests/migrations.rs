@@ -3,7 +3,7 @@
 use strongbox_shared::db::DatabaseConfig;
 use strongbox_tests::TestDb;
 
-const VAULT_MIGRATIONS: [&str; 8] = [
+const VAULT_MIGRATIONS: [&str; 9] = [
     "V1__create_root_record",
     "V2__create_keys",
     "V3__create_audit_log",
@@ -12,6 +12,7 @@ const VAULT_MIGRATIONS: [&str; 8] = [
     "V6__bind_where_keying_starts",
     "V7__unlock_shares",
     "V8__token_seal",
+    "V9__recovery_shares",
 ];
 
 async fn table_exists(db: &TestDb, table: &str) -> bool {

@@ -356,3 +356,68 @@ async fn seal_migrate_moves_between_key_and_shares_in_one_swap() {
     assert_eq!(a.unlock(winner).await.0, 200);
     assert_eq!(a.decrypt("ws_m", &items).await, vec![Ok("alpha".to_owned())]);
 }
+
+/// Someone who can write the vault database (and holds an operator certificate) replaces the
+/// root record with one sealing a root of their own under a key they chose. A migration or
+/// rekey with that key must not install their root on a running replica: it is refused, and
+/// nothing changes.
+#[tokio::test]
+async fn a_root_record_rewritten_in_the_database_is_refused_by_migrate_and_rekey() {
+    let db = TestDb::new().await;
+    let a = spawn_vault(&db, &[]).await;
+    a.initialize().await;
+    let sealed = a.encrypt("ws_m", &["alpha"]).await;
+    let items: Vec<(String, String)> = vec![(sealed[0].0.clone(), "ctx-0".to_owned())];
+    // The attacker's root record: a vault of their own, under their key.
+    let theirs = TestDb::new().await;
+    let planted = spawn_vault(&theirs, &[]).await;
+    let chosen = "the-attackers-chosen-key-0001";
+    let (status, body) =
+        planted.post("operator", "/v1/sys/initialize", json!({"key": chosen})).await;
+    assert_eq!(status, 200, "{body}");
+    let row = theirs
+        .client()
+        .await
+        .query_one(
+            "SELECT salt, sealed_root, argon2_m_kib, argon2_t, argon2_p FROM root_record",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (salt, sealed_root): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+    let (m, t, p): (i32, i32, i32) = (row.get(2), row.get(3), row.get(4));
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE root_record SET salt = $1, sealed_root = $2, argon2_m_kib = $3, argon2_t = $4, \
+             argon2_p = $5",
+            &[&salt, &sealed_root, &m, &t, &p],
+        )
+        .await
+        .unwrap();
+    let stored = || async {
+        client
+            .query_one("SELECT generation, sealed_root FROM root_record", &[])
+            .await
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+    };
+    let before = stored().await.unwrap();
+    let attempts = [
+        (
+            "/v1/sys/seal/migrate",
+            json!({"to": "key", "current_key": chosen, "new_key": "y".repeat(20)}),
+        ),
+        ("/v1/sys/rekey", json!({"current_key": chosen, "new_key": "y".repeat(20)})),
+    ];
+    for (path, body) in attempts {
+        let (status, answer) = a.post("operator", path, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (500, Some("INTEGRITY_ERROR")),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(stored().await.unwrap(), before, "nothing was written");
+    // The replica still serves under its own root.
+    assert_eq!(a.decrypt("ws_m", &items).await, vec![Ok("alpha".to_owned())]);
+}

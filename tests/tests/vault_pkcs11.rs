@@ -484,6 +484,8 @@ async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() 
     assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
 
     // A rekey re-splits the recovery shares; the earlier ones then authorise nothing.
+    let b = start(&db, &pki, &pin).await;
+    b.unlocks_itself(&pki).await;
     let body = json!({
         "recovery_shares": [recovery[0], recovery[1]], "new_shares": 2, "new_threshold": 2,
     });
@@ -494,9 +496,18 @@ async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() 
     let old = json!({"recovery_shares": [recovery[0], recovery[1]]});
     let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", old).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_SHARE")), "{body}");
+    // The other replica's unlock key is stale after that rekey: it unseals the new server key
+    // through the token and rotates the root all the same.
     let new = json!({"recovery_shares": renewed});
-    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", new).await;
+    let (status, body) = b.call(&pki, "operator", "/v1/sys/rotate-root", new).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(b.decrypt(&pki, &ciphertext).await, "recoverable secret");
+    // The first replica locked itself on seeing the new root, and unlocks itself again.
+    eventually(Duration::from_secs(20), "a to come back under the new root", || async {
+        let status = a.status(&pki).await;
+        (status["unlocked"] == true && status["root_version"] == 3).then_some(())
+    })
+    .await;
     assert_eq!(a.decrypt(&pki, &ciphertext).await, "recoverable secret");
 }
 

@@ -230,7 +230,8 @@ pub enum SealCommand {
         #[arg(long, requires = "shares", value_name = "K")]
         threshold: Option<u8>,
         /// With `--to pkcs11`: the token key to seal under, made when absent (default:
-        /// `seal.key_label` of the replica). A new label replaces the token key.
+        /// `seal.key_label` of the replica). A new label moves the vault to a new token key;
+        /// delete the old one from the token afterwards (RUNBOOK procedure 26).
         #[arg(long, value_name = "LABEL")]
         key_label: Option<String>,
     },

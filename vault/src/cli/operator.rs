@@ -160,7 +160,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print_recovery(
                     &connection,
                     &answer,
-                    "Server key replaced under the same token key. The earlier recovery shares no longer authorise anything.",
+                    "Server key replaced under the same token key. The earlier recovery shares no longer match the vault's split (run rotate-root with the new ones too if a copy of the vault database from before now could be written back).",
                 );
             } else if answer.get("shares").is_some() {
                 let k = new_threshold.unwrap_or(0);

@@ -494,57 +494,45 @@ impl Vault {
         ip: IpAddr,
     ) -> Result<i32, VaultError> {
         let keys = self.keys()?;
-        let checked = {
+        let stored = {
             let client = self.pool.get().await?;
-            let stored = store::root(&client).await?.ok_or(VaultError::NotInitialized)?;
-            drop(client);
-            match (&stored.recovery, recovery) {
-                (Some(_), Some(given)) => {
-                    let (_, secret) =
-                        self.check_recovery(&keys, &stored, &given, identity, ip).await?;
-                    Some((stored.generation, secret))
-                }
-                (Some(_), None) => {
-                    return Err(VaultError::InvalidRequest(
-                        "this vault is sealed by a PKCS#11 token: rotating its root needs a \
-                         complete set of its recovery shares as \"recovery_shares\""
-                            .to_owned(),
-                    ));
-                }
-                (None, Some(_)) => {
-                    return Err(VaultError::InvalidRequest(
-                        "this vault has no recovery shares: rotate-root takes no body".to_owned(),
-                    ));
-                }
-                (None, None) => None,
-            }
+            store::root(&client).await?.ok_or(VaultError::NotInitialized)?
         };
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let record = store::root_for_update(&tx).await?.ok_or(VaultError::NotInitialized)?;
-        if checked.as_ref().is_some_and(|(generation, _)| *generation != record.generation) {
-            return Err(VaultError::Conflict(
-                "the root record changed while the recovery shares were checked; retry".to_owned(),
-            ));
-        }
-        if record.root_version != keys.root_version {
-            drop(tx);
+        if stored.root_version != keys.root_version {
             self.lock_stale("the root key was rotated by another replica");
             return Err(VaultError::Locked);
         }
-        let (unlock_key, params, salt) = {
-            let guard = keys.unlock.lock().unwrap_or_else(|e| e.into_inner());
-            match (&*guard, record.generation == keys.generation) {
-                (Some(m), true) => (m.key.duplicate()?, m.params, m.salt.clone()),
-                _ => {
-                    return Err(VaultError::Conflict(
-                        "the server key was changed on another replica since this one was \
-                         unlocked; lock and unlock this replica with the new key, then retry"
-                            .to_owned(),
-                    ));
-                }
+        let secret = match (stored.seal, recovery) {
+            (Seal::Pkcs11, Some(given)) => {
+                Some(self.check_recovery(&keys, &stored, &given, identity, ip).await?.1)
             }
+            (Seal::Pkcs11, None) => {
+                return Err(VaultError::InvalidRequest(
+                    "this vault is sealed by a PKCS#11 token: rotating its root needs a \
+                     complete set of its recovery shares as \"recovery_shares\""
+                        .to_owned(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(VaultError::InvalidRequest(
+                    "this vault has no recovery shares: rotate-root takes no body".to_owned(),
+                ));
+            }
+            (_, None) => None,
         };
+        // The current unlock key re-seals the new root: this replica's, or under the token one
+        // it unseals again when another replica's rekey made this one's stale.
+        let (unlock_key, _) = self.unlock_and_root(&keys, &stored).await?;
+        let (params, salt) = (stored.params, stored.salt.clone());
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let record = store::root_for_update(&tx).await?.ok_or(VaultError::NotInitialized)?;
+        if record.generation != stored.generation {
+            return Err(VaultError::Conflict(
+                "the root record changed meanwhile (a rekey, migration or rotation); retry"
+                    .to_owned(),
+            ));
+        }
         let new_root = SecretKey::generate()?;
         let new_wrapping = hierarchy::kek_wrapping_key(&new_root)?;
         let new_version = record.root_version + 1;
@@ -581,8 +569,8 @@ impl Vault {
             salt: salt.clone(),
             seal: record.seal,
             token: record.token.clone(),
-            recovery: match (&record.recovery, &checked) {
-                (Some(r), Some((_, secret))) => Some(store::Recovery {
+            recovery: match (&record.recovery, &secret) {
+                (Some(r), Some(secret)) => Some(store::Recovery {
                     check: hierarchy::recovery_check(&new_root, r.set, r.threshold, secret)?
                         .to_vec(),
                     ..r.clone()
@@ -607,7 +595,7 @@ impl Vault {
         for row in &new_keks {
             fresh.kek(row)?;
         }
-        self.set_state(State::Unlocked(Arc::new(fresh)));
+        self.replace_keys(&keys, fresh);
         tracing::info!(root_version = new_version, "rotated the root key");
         Ok(new_version)
     }
@@ -616,15 +604,17 @@ impl Vault {
     /// a new root version locks this replica; a new generation makes its unlock key stale.
     pub fn observe_root(&self, root_version: i32, generation: i64) {
         self.set_state_if_uninitialized();
+        if let Ok(keys) = self.keys() {
+            if root_version != keys.root_version {
+                self.lock_stale("the root key was rotated by another replica");
+            } else if generation != keys.generation {
+                keys.forget_unlock_key();
+            }
+        }
+        // After the state is settled: a locked replica under the token tries again at once.
         let seen = self.seen_generation.swap(generation, std::sync::atomic::Ordering::SeqCst);
         if seen != generation {
             self.root_changed.notify_one();
-        }
-        let Ok(keys) = self.keys() else { return };
-        if root_version != keys.root_version {
-            self.lock_stale("the root key was rotated by another replica");
-        } else if generation != keys.generation {
-            keys.forget_unlock_key();
         }
     }
 }

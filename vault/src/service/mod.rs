@@ -139,6 +139,17 @@ impl UnlockedKeys {
         Ok(self)
     }
 
+    /// Whether `root` is the root key these keys came from (compared through the KEK-wrapping
+    /// subkey, in constant time).
+    fn same_root(&self, root: &SecretKey) -> Result<bool, VaultError> {
+        let wrapping = hierarchy::kek_wrapping_key(root)?;
+        Ok(aws_lc_rs::constant_time::verify_slices_are_equal(
+            wrapping.expose(),
+            self.kek_wrapping.expose(),
+        )
+        .is_ok())
+    }
+
     /// This replica's unlock key when `record` is the root record it was unlocked with
     /// (`None`: a rekey elsewhere made it stale, or it was forgotten).
     fn unlock_key_for(&self, record: &store::RootRow) -> Result<Option<SecretKey>, VaultError> {
@@ -326,6 +337,21 @@ impl Vault {
             *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = Some(audit.clone());
         }
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Installs `fresh` in place of `current` as this replica's keys, unless the state changed
+    /// meanwhile (an operator's lock, a stale lock, another change): then `fresh` is dropped, and
+    /// the replica picks the new root record up at its next unlock. `true` when installed.
+    fn replace_keys(&self, current: &Arc<UnlockedKeys>, fresh: UnlockedKeys) -> bool {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*state, State::Unlocked(keys) if Arc::ptr_eq(keys, current)) {
+            return false;
+        }
+        if let Some(audit) = &fresh.audit {
+            *self.audit_key.write().unwrap_or_else(|e| e.into_inner()) = Some(audit.clone());
+        }
+        *state = State::Unlocked(Arc::new(fresh));
+        true
     }
 
     /// Locks this replica because its keys no longer match the database.

@@ -12,13 +12,12 @@
 //! never unlock or decrypt, and the database alone can neither test guesses nor plant a split.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::lifecycle::Presented;
-use super::{State, UnlockMaterial, UnlockedKeys, Vault};
+use super::{UnlockMaterial, UnlockedKeys, Vault};
 use crate::crypto::SecretKey;
 use crate::crypto::hierarchy;
 use crate::crypto::shares::{self as sss, Share};
@@ -211,7 +210,7 @@ impl Vault {
             UnlockMaterial { key: unlock, params, salt },
         )?
         .with_loaded_audit_key(audit);
-        self.set_state(State::Unlocked(Arc::new(fresh)));
+        self.replace_keys(&keys, fresh);
         tracing::info!(
             identity,
             generation = replacement.generation,
@@ -222,8 +221,31 @@ impl Vault {
     }
 
     /// Checks the authority presented against the stored seal; returns the record it was
-    /// checked against and the root key.
+    /// checked against and the root key, which must be the one this replica holds: a root
+    /// record rewritten in the database (a root sealed under a key of someone's choosing) is
+    /// refused, so a migration never installs a root other than the running one.
     async fn authorise(
+        &self,
+        keys: &UnlockedKeys,
+        current: Presented,
+        identity: &str,
+        ip: IpAddr,
+    ) -> Result<(RootRow, SecretKey), VaultError> {
+        let (record, root) = self.authorise_any(keys, current, identity, ip).await?;
+        if record.root_version != keys.root_version {
+            self.lock_stale("the root key was rotated by another replica");
+            return Err(VaultError::Locked);
+        }
+        if !keys.same_root(&root)? {
+            tracing::error!(
+                "the root record opens to a root key this replica does not hold; refusing"
+            );
+            return Err(VaultError::Integrity);
+        }
+        Ok((record, root))
+    }
+
+    async fn authorise_any(
         &self,
         keys: &UnlockedKeys,
         current: Presented,
@@ -286,7 +308,6 @@ impl Vault {
         };
         // A share of another split, or mistyped, is refused before anything is counted.
         let secret = super::shares::secret_from(given, recovery.threshold, recovery.set)?;
-        let root = self.root_now(keys, record).await?;
         let attempt = match self.throttle.begin(&self.pool, identity, ip).await {
             Ok(attempt) => attempt,
             Err(throttled @ VaultError::TooManyAttempts { .. }) => {
@@ -296,6 +317,8 @@ impl Vault {
             }
             Err(other) => return Err(other),
         };
+        // Counted first: the token and the KDF may be needed to reach the root.
+        let (_, root) = self.unlock_and_root(keys, record).await?;
         let client = self.pool.get().await?;
         if hierarchy::recovery_matches(
             &root,
@@ -317,15 +340,15 @@ impl Vault {
         }
     }
 
-    /// The root key of `record`: opened with this replica's unlock key when it is current, else
-    /// (under the PKCS#11 seal) with the server key the token unseals.
-    async fn root_now(
+    /// The unlock key and root key of `record`: with this replica's unlock key when it is
+    /// current, else (under the PKCS#11 seal) with the server key the token unseals. The root
+    /// must be the one this replica holds.
+    pub(super) async fn unlock_and_root(
         &self,
         keys: &UnlockedKeys,
         record: &RootRow,
-    ) -> Result<SecretKey, VaultError> {
-        let held = keys.unlock_key_for(record)?;
-        let unlock = match held {
+    ) -> Result<(SecretKey, SecretKey), VaultError> {
+        let unlock = match keys.unlock_key_for(record)? {
             Some(unlock) => unlock,
             None if record.seal == Seal::Pkcs11 && self.sealed_by_token() => {
                 let key = self.token_unsealed_key(record).await?;
@@ -334,12 +357,20 @@ impl Vault {
             None => {
                 return Err(VaultError::Conflict(
                     "the server key was changed on another replica since this one was \
-                     unlocked; lock and unlock this replica, then retry"
+                     unlocked; lock and unlock this replica with the current key or shares, then \
+                     retry"
                         .to_owned(),
                 ));
             }
         };
-        hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
-            .map_err(|_| VaultError::Integrity)
+        let root = hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
+            .map_err(|_| VaultError::Integrity)?;
+        if !keys.same_root(&root)? {
+            tracing::error!(
+                "the root record opens to a root key this replica does not hold; refusing"
+            );
+            return Err(VaultError::Integrity);
+        }
+        Ok((unlock, root))
     }
 }
