@@ -558,3 +558,68 @@ async fn a_vault_migrates_back_from_the_token_to_a_server_key() {
     let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", body).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// A vault sealed by the token before recovery shares existed has none: nothing online can add
+/// them (that would let a database writer plant a split), so `seal init-recovery` does it
+/// offline with the token, its PIN and the vault database.
+#[tokio::test]
+async fn a_token_vault_without_recovery_shares_gets_them_offline() {
+    let db = TestDb::new().await;
+    let pki = TestPki::new();
+    let dir = TempDir::new("pkcs11-pins");
+    let token = SoftToken::shared();
+    let pin = pin_file(&dir, "pin", &token.pin);
+    let a = start(&db, &pki, &pin).await;
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/initialize", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let first = recovery_shares(&body);
+    db.client()
+        .await
+        .execute(
+            "UPDATE root_record SET recovery_shares = NULL, recovery_threshold = NULL, \
+             recovery_set = NULL, recovery_check = NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Without a split, nothing that needs one is possible, and no shares are accepted.
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let given = json!({"recovery_shares": first[..3]});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", given).await;
+    assert_eq!(status, 400, "{body}");
+    let body = json!({"to": "key", "recovery_shares": first[..3], "new_key": "k".repeat(20)});
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/seal/migrate", body).await;
+    assert_eq!(status, 400, "{body}");
+
+    let args = [
+        "seal",
+        "init-recovery",
+        "--database-url",
+        db.url(),
+        "--module",
+        MODULE,
+        "--token-label",
+        &token.label,
+        "--pin-file",
+        pin.to_str().unwrap(),
+        "--shares",
+        "2",
+        "--threshold",
+        "2",
+        "--output",
+        "json",
+    ];
+    let (code, out) = cli(&pki, &a, &args).await;
+    assert_eq!(code, 0, "{out}");
+    let added = recovery_shares(&serde_json::from_str(out.trim()).unwrap());
+    assert_eq!(added.len(), 2);
+    let (again, out) = cli(&pki, &a, &args).await;
+    assert_ne!(again, 0, "a split is added once: {out}");
+    assert_eq!(a.status(&pki).await["recovery_threshold"], 2);
+    // The running replica's unlock key went stale with the new generation; it unseals the
+    // server key through the token again and rotates the root with the new shares.
+    let (status, body) =
+        a.call(&pki, "operator", "/v1/sys/rotate-root", json!({"recovery_shares": added})).await;
+    assert_eq!(status, 200, "{body}");
+}

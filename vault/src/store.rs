@@ -268,6 +268,33 @@ pub async fn replace_root(
     Ok(n == 1)
 }
 
+/// Gives a token-sealed root record that has no recovery split `recovery`, if its generation is
+/// still `expected`; returns the new root version and generation, `None` when the record
+/// changed or has a split already.
+pub async fn add_recovery(
+    c: &impl GenericClient,
+    expected_generation: i64,
+    recovery: &Recovery,
+) -> Result<Option<(i32, i64)>, tokio_postgres::Error> {
+    let row = prepared::query_opt(
+        c,
+        "UPDATE root_record SET recovery_shares = $2, recovery_threshold = $3, \
+             recovery_set = $4, recovery_check = $5, generation = generation + 1, \
+             updated_at = now() \
+         WHERE generation = $1 AND recovery_check IS NULL AND token_sealed IS NOT NULL \
+         RETURNING root_version, generation",
+        &[
+            &expected_generation,
+            &i16::from(recovery.shares),
+            &i16::from(recovery.threshold),
+            &recovery.set.as_slice(),
+            &recovery.check,
+        ],
+    )
+    .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// A stored KEK.
 #[derive(Debug, Clone)]
 pub struct KekRow {

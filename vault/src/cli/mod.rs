@@ -235,6 +235,32 @@ pub enum SealCommand {
         #[arg(long, value_name = "LABEL")]
         key_label: Option<String>,
     },
+    /// Offline, for a vault sealed by a PKCS#11 token before recovery shares existed: the token
+    /// opens the root, and a split of recovery shares is added and printed once. Needs the
+    /// token with its PIN and the vault database, which together recover every key anyway.
+    InitRecovery {
+        /// The vault database.
+        #[arg(long, env = "STRONGBOX_VAULT_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The PKCS#11 module.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE")]
+        module: PathBuf,
+        /// The token's label.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL")]
+        token_label: String,
+        /// A file holding the token's user PIN.
+        #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE")]
+        pin_file: PathBuf,
+        /// How many recovery shares (2-16).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        shares: u8,
+        /// How many of them authorise (2-N).
+        #[arg(long, default_value_t = 3, value_name = "K")]
+        threshold: u8,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 /// Seals `seal migrate` moves to.
@@ -558,6 +584,50 @@ impl Cli {
                     crate::audit::Verdict::Intact { .. } => ExitCode::SUCCESS,
                     crate::audit::Verdict::Broken { .. } => ExitCode::from(2),
                 })
+            }
+            Command::Seal {
+                command:
+                    SealCommand::InitRecovery {
+                        database_url,
+                        module,
+                        token_label,
+                        pin_file,
+                        shares,
+                        threshold,
+                        output,
+                    },
+            } => {
+                let seal = crate::config::SealConfig {
+                    kind: crate::config::SealKind::Pkcs11,
+                    module: Some(module),
+                    token_label: Some(token_label),
+                    pin_file: Some(pin_file),
+                    key_label: None,
+                };
+                let token = crate::service::token::TokenSeal::from_config(&seal)?;
+                let database = strongbox_shared::db::DatabaseConfig::from_url(database_url);
+                let printed = crate::service::seal::add_recovery_offline(
+                    &database,
+                    &token,
+                    (shares, threshold),
+                )
+                .await?;
+                let shares: Vec<&str> = printed.iter().map(|s| s.as_str()).collect();
+                match output {
+                    Output::Json => {
+                        println!("{}", serde_json::json!({"recovery_shares": shares}));
+                    }
+                    Output::Text => {
+                        println!(
+                            "Recovery shares added ({threshold} of {} authorise rekey, rotate-root and seal migrate; shown once, give each to a different holder now):\n",
+                            shares.len()
+                        );
+                        for share in shares {
+                            println!("    {share}");
+                        }
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
             }
             other => operator::run(other).await,
         }

@@ -289,6 +289,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         | Command::Migrate { .. }
         | Command::Certs { .. }
         | Command::Recover { .. }
+        | Command::Seal { command: SealCommand::InitRecovery { .. } }
         | Command::Audit { .. } => {
             bail!("not an operator command")
         }

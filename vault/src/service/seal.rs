@@ -374,3 +374,47 @@ impl Vault {
         Ok((unlock, root))
     }
 }
+
+/// Offline (`seal init-recovery`): gives a vault that was sealed by the token before recovery
+/// shares existed a split of `recovery` (N, K) of them, and returns them printed. It needs what
+/// recovers every key anyway (the token with its PIN, and the vault database), so it grants
+/// nothing new; online, nothing can add a split to a vault that has none.
+pub async fn add_recovery_offline(
+    database: &strongbox_shared::db::DatabaseConfig,
+    token: &super::token::TokenSeal,
+    recovery: (u8, u8),
+) -> anyhow::Result<Vec<Zeroizing<String>>> {
+    use anyhow::Context as _;
+    let split = RecoverySplit::new(recovery)?;
+    let pool = strongbox_shared::db::pool(database)?;
+    let client = pool.get().await?;
+    let record = store::root(&client).await?.context("the vault database holds no root record")?;
+    if record.seal != Seal::Pkcs11 {
+        anyhow::bail!(
+            "this vault's server key is not sealed by a token: it has no recovery shares"
+        );
+    }
+    if record.recovery.is_some() {
+        anyhow::bail!(
+            "this vault has recovery shares already; a quorum of them re-splits them (rekey)"
+        );
+    }
+    let key = token.server_key_from(database).await?;
+    let (params, salt) = (record.params, record.salt.clone());
+    let root = tokio::task::spawn_blocking(move || -> anyhow::Result<SecretKey> {
+        let unlock = hierarchy::derive_unlock_key(&key, params, &salt)?;
+        Ok(hierarchy::open_root(&unlock, params, &salt, &record.sealed_root)
+            .context("the token's server key does not open this vault's root record")?)
+    })
+    .await??;
+    let stored = split.record(&root)?;
+    let Some((root_version, generation)) =
+        store::add_recovery(&client, record.generation, &stored).await?
+    else {
+        anyhow::bail!("the root record changed meanwhile; run it again");
+    };
+    store::notify(&client, &format!("root:{root_version}:{generation}")).await?;
+    drop(client);
+    pool.close();
+    Ok(split.printed)
+}
