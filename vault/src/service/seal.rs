@@ -403,8 +403,8 @@ pub async fn add_recovery_offline(
     let (params, salt) = (record.params, record.salt.clone());
     let root = tokio::task::spawn_blocking(move || -> anyhow::Result<SecretKey> {
         let unlock = hierarchy::derive_unlock_key(&key, params, &salt)?;
-        Ok(hierarchy::open_root(&unlock, params, &salt, &record.sealed_root)
-            .context("the token's server key does not open this vault's root record")?)
+        hierarchy::open_root(&unlock, params, &salt, &record.sealed_root)
+            .context("the token's server key does not open this vault's root record")
     })
     .await??;
     let stored = split.record(&root)?;
