@@ -445,6 +445,43 @@ async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() 
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("WRONG_KEY")), "{body}");
     assert_eq!(generation().await, before, "nothing changed");
     client.execute("UPDATE root_record SET recovery_check = $1", &[&stored]).await.unwrap();
+    // Nor does a record whose token sealing and split were blanked, to pass for one held by a
+    // key that needs no recovery shares: the replica knows how its record was sealed.
+    let saved = client
+        .query_one(
+            "SELECT token_key_label, token_sealed, recovery_shares, recovery_threshold, \
+             recovery_set FROM root_record",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE root_record SET token_key_label = NULL, token_sealed = NULL, \
+             recovery_shares = NULL, recovery_threshold = NULL, recovery_set = NULL, \
+             recovery_check = NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, body) = a.call(&pki, "operator", "/v1/sys/rotate-root", json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("INTEGRITY_ERROR")), "{body}");
+    assert_eq!(generation().await, before, "nothing changed");
+    client
+        .execute(
+            "UPDATE root_record SET token_key_label = $1, token_sealed = $2, \
+             recovery_shares = $3, recovery_threshold = $4, recovery_set = $5, recovery_check = $6",
+            &[
+                &saved.get::<_, String>(0),
+                &saved.get::<_, Vec<u8>>(1),
+                &saved.get::<_, i16>(2),
+                &saved.get::<_, i16>(3),
+                &saved.get::<_, Vec<u8>>(4),
+                &stored,
+            ],
+        )
+        .await
+        .unwrap();
     let (code, out) = cli_with_stdin(
         &pki,
         &a,

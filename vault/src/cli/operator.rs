@@ -276,11 +276,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None
             };
             let r = client.post("/v1/sys/rotate-root", body.as_ref()).await?;
+            let then = if status["seal"] == "pkcs11" {
+                "unlocks itself again through the token within seconds."
+            } else {
+                "has locked itself: unlock each one."
+            };
             print(&c, &r, |r| {
-                format!(
-                    "New root key version {}. Every other replica has locked itself: unlock each one.",
-                    r["root_version"]
-                )
+                format!("New root key version {}. Every other replica {then}", r["root_version"])
             });
             Ok(ExitCode::SUCCESS)
         }

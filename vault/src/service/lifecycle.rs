@@ -170,7 +170,8 @@ impl Vault {
             token,
             recovery,
         };
-        let keys = UnlockedKeys::new(&root, 1, 1, UnlockMaterial { key: unlock, params, salt })?;
+        let material = UnlockMaterial { key: unlock, params, salt, token: seal == Seal::Pkcs11 };
+        let keys = UnlockedKeys::new(&root, 1, 1, material)?;
         let kek = SecretKey::generate()?;
         let kek_row = KekRow {
             version: 1,
@@ -241,7 +242,8 @@ impl Vault {
     ) -> Result<bool, VaultError> {
         let keys = self.open_unlocked(key, identity, ip, false).await?;
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if self.held_locked() {
+        // An operator's lock holds; an unlock that came first (an operator's) stands.
+        if self.held_locked() || matches!(*state, State::Unlocked(_)) {
             return Ok(false);
         }
         if let Some(audit) = &keys.audit {
@@ -287,7 +289,12 @@ impl Vault {
             &root,
             record.root_version,
             record.generation,
-            UnlockMaterial { key: unlock, params: record.params, salt: record.salt },
+            UnlockMaterial {
+                key: unlock,
+                params: record.params,
+                salt: record.salt,
+                token: record.seal == Seal::Pkcs11,
+            },
         )?;
         let client = self.pool.get().await?;
         for kek in store::keks(&client).await? {
@@ -587,7 +594,7 @@ impl Vault {
             &new_root,
             new_version,
             replacement.generation,
-            UnlockMaterial { key: unlock_key, params, salt },
+            UnlockMaterial { key: unlock_key, params, salt, token: record.seal == Seal::Pkcs11 },
         )?;
         if let Some(wrapped) = &audit_key {
             fresh = fresh.with_audit_key(wrapped)?;

@@ -112,6 +112,8 @@ struct UnlockMaterial {
     key: SecretKey,
     params: Argon2Params,
     salt: Vec<u8>,
+    /// The server key it came from is sealed by a PKCS#11 token.
+    token: bool,
 }
 
 impl UnlockedKeys {
@@ -151,11 +153,20 @@ impl UnlockedKeys {
     }
 
     /// This replica's unlock key when `record` is the root record it was unlocked with
-    /// (`None`: a rekey elsewhere made it stale, or it was forgotten).
+    /// (`None`: a rekey elsewhere made it stale, or it was forgotten). The same generation
+    /// holding another salt, parameters or seal was rewritten in place: `Integrity`.
     fn unlock_key_for(&self, record: &store::RootRow) -> Result<Option<SecretKey>, VaultError> {
         let guard = self.unlock.lock().unwrap_or_else(|e| e.into_inner());
         match (&*guard, record.generation == self.generation) {
-            (Some(m), true) if m.params == record.params && m.salt == record.salt => {
+            (Some(m), true) => {
+                let token = record.seal == store::Seal::Pkcs11;
+                if m.params != record.params || m.salt != record.salt || m.token != token {
+                    tracing::error!(
+                        "the root record was rewritten in place (same generation, another \
+                         seal); refusing"
+                    );
+                    return Err(VaultError::Integrity);
+                }
                 Ok(Some(m.key.duplicate()?))
             }
             _ => Ok(None),
@@ -339,12 +350,22 @@ impl Vault {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
-    /// Installs `fresh` in place of `current` as this replica's keys, unless the state changed
-    /// meanwhile (an operator's lock, a stale lock, another change): then `fresh` is dropped, and
-    /// the replica picks the new root record up at its next unlock. `true` when installed.
+    /// Installs `fresh` (the keys of a root record this replica just committed) in place of
+    /// `current`, unless an operator locked this replica meanwhile, or a newer root record was
+    /// seen since: then `fresh` is dropped, and the replica picks the record up at its next
+    /// unlock. A stale lock in between (this replica's own commit notified before the commit
+    /// returned) does not stop it. `true` when installed.
     fn replace_keys(&self, current: &Arc<UnlockedKeys>, fresh: UnlockedKeys) -> bool {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if !matches!(&*state, State::Unlocked(keys) if Arc::ptr_eq(keys, current)) {
+        let seen = self.seen_generation.load(std::sync::atomic::Ordering::SeqCst);
+        let installable = match &*state {
+            State::Unlocked(keys) => {
+                Arc::ptr_eq(keys, current) || keys.generation < fresh.generation
+            }
+            State::Locked => !self.held_locked() && seen <= fresh.generation,
+            State::Uninitialized => false,
+        };
+        if !installable {
             return false;
         }
         if let Some(audit) = &fresh.audit {

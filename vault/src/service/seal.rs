@@ -207,7 +207,7 @@ impl Vault {
             &root,
             replacement.root_version,
             replacement.generation,
-            UnlockMaterial { key: unlock, params, salt },
+            UnlockMaterial { key: unlock, params, salt, token: replacement.seal == Seal::Pkcs11 },
         )?
         .with_loaded_audit_key(audit);
         self.replace_keys(&keys, fresh);
@@ -301,8 +301,9 @@ impl Vault {
     ) -> Result<(SecretKey, Zeroizing<Vec<u8>>), VaultError> {
         let Some(recovery) = &record.recovery else {
             return Err(VaultError::InvalidRequest(
-                "this vault has no recovery shares (only a vault sealed by a PKCS#11 token has \
-                 them)"
+                "this vault has no recovery shares: a vault held by a key or shares has none, \
+                 and one sealed by a PKCS#11 token before they existed gets them offline with \
+                 strongbox-vault seal init-recovery"
                     .to_owned(),
             ));
         };
@@ -348,6 +349,10 @@ impl Vault {
         keys: &UnlockedKeys,
         record: &RootRow,
     ) -> Result<(SecretKey, SecretKey), VaultError> {
+        if record.root_version != keys.root_version {
+            self.lock_stale("the root key was rotated by another replica");
+            return Err(VaultError::Locked);
+        }
         let unlock = match keys.unlock_key_for(record)? {
             Some(unlock) => unlock,
             None if record.seal == Seal::Pkcs11 && self.sealed_by_token() => {
@@ -407,6 +412,15 @@ pub async fn add_recovery_offline(
             .context("the token's server key does not open this vault's root record")
     })
     .await??;
+    // The root must be this database's: its newest KEK opens under it.
+    let kek = store::latest_kek(&client).await?.context("the vault database holds no KEK")?;
+    let wrapping = hierarchy::kek_wrapping_key(&root)?;
+    let version = u32::try_from(kek.version).context("a KEK version out of range")?;
+    if kek.root_version != record.root_version
+        || hierarchy::unwrap_kek(&wrapping, version, &kek.wrapped).is_err()
+    {
+        anyhow::bail!("the root record does not open this database's KEKs; refusing");
+    }
     let stored = split.record(&root)?;
     let Some((root_version, generation)) =
         store::add_recovery(&client, record.generation, &stored).await?

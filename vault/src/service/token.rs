@@ -293,11 +293,12 @@ impl Vault {
     }
 
     /// One try at unlocking through the token, if this replica is locked under the PKCS#11
-    /// seal and no operator locked it. `Ok(true)`: unlocked (or nothing to do now).
+    /// seal and no operator locked it. `Ok(true)`: this call unlocked it; `Ok(false)`: nothing to
+    /// do now.
     async fn try_token_unlock(&self) -> Result<bool, TokenError> {
-        let Ok(seal) = self.token_seal() else { return Ok(true) };
+        let Ok(seal) = self.token_seal() else { return Ok(false) };
         if self.is_unlocked() || self.held_locked() {
-            return Ok(true);
+            return Ok(false);
         }
         let record = match self.pool.get().await {
             Ok(client) => store::root(&client).await,
@@ -305,7 +306,7 @@ impl Vault {
         };
         let record = match record {
             Ok(Some(record)) => record,
-            Ok(None) => return Ok(true),
+            Ok(None) => return Ok(false),
             Err(error) => return Err(TokenError::Library(format!("vault database: {error}"))),
         };
         let Some(sealed) = record.token.as_ref().filter(|_| record.seal == Seal::Pkcs11) else {
@@ -335,13 +336,13 @@ impl Vault {
         tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
             loop {
-                let was_unlocked = self.is_unlocked();
                 let wait = match self.try_token_unlock().await {
-                    Ok(_) => {
-                        if self.set_auto_unlock_error(None) && self.is_unlocked() {
+                    Ok(unlocked) => {
+                        self.set_auto_unlock_error(None);
+                        // Only an unlock this loop made is logged and audited (an operator's
+                        // initialize or unlock is audited as the call it is).
+                        if unlocked {
                             tracing::info!("unlocked through the PKCS#11 token");
-                        }
-                        if !was_unlocked && self.is_unlocked() {
                             self.audit_auto_unlock(200).await;
                         }
                         backoff = FIRST_BACKOFF;
