@@ -329,9 +329,7 @@ fn recovery_shares(body: &Value) -> Vec<String> {
 /// configured with the token then unlock themselves, and the recovery shares never unlock.
 #[tokio::test]
 async fn enabling_auto_unlock_migrates_a_vault_from_its_server_key_to_the_token() {
-    let db = TestDb::new().await;
-    let pki = TestPki::new();
-    let dir = TempDir::new("pkcs11-pins");
+    let (db, pki, dir) = (TestDb::new().await, TestPki::new(), TempDir::new("pkcs11-pins"));
     let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
     let key = "operator-held-server-key-0123";
     let a = start_with(&db, &pki, None).await;
@@ -413,9 +411,7 @@ async fn enabling_auto_unlock_migrates_a_vault_from_its_server_key_to_the_token(
 /// the recovery shares, which also authorise rotate-root and a rekey that re-splits them.
 #[tokio::test]
 async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() {
-    let db = TestDb::new().await;
-    let pki = TestPki::new();
-    let dir = TempDir::new("pkcs11-pins");
+    let (db, pki, dir) = (TestDb::new().await, TestPki::new(), TempDir::new("pkcs11-pins"));
     let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
     let a = start(&db, &pki, &pin).await;
     let (status, body) =
@@ -551,9 +547,7 @@ async fn the_token_key_is_replaced_under_a_new_label_with_the_recovery_shares() 
 /// RUNBOOK procedure 27: back from the token to a server key an operator holds.
 #[tokio::test]
 async fn a_vault_migrates_back_from_the_token_to_a_server_key() {
-    let db = TestDb::new().await;
-    let pki = TestPki::new();
-    let dir = TempDir::new("pkcs11-pins");
+    let (db, pki, dir) = (TestDb::new().await, TestPki::new(), TempDir::new("pkcs11-pins"));
     let pin = pin_file(&dir, "pin", &SoftToken::shared().pin);
     let a = start(&db, &pki, &pin).await;
     let (code, out) = cli(&pki, &a, &["initialize", "--token", "--output", "json"]).await;

@@ -232,17 +232,18 @@ impl Vault {
         ip: IpAddr,
     ) -> Result<(RootRow, SecretKey), VaultError> {
         let (record, root) = self.authorise_any(keys, current, identity, ip).await?;
+        self.check_current(keys, &record)?;
+        check_same_root(keys, &root)?;
+        Ok((record, root))
+    }
+
+    /// `record` is of the root this replica holds; else it is stale and locks itself.
+    fn check_current(&self, keys: &UnlockedKeys, record: &RootRow) -> Result<(), VaultError> {
         if record.root_version != keys.root_version {
             self.lock_stale("the root key was rotated by another replica");
             return Err(VaultError::Locked);
         }
-        if !keys.same_root(&root)? {
-            tracing::error!(
-                "the root record opens to a root key this replica does not hold; refusing"
-            );
-            return Err(VaultError::Integrity);
-        }
-        Ok((record, root))
+        Ok(())
     }
 
     async fn authorise_any(
@@ -349,10 +350,7 @@ impl Vault {
         keys: &UnlockedKeys,
         record: &RootRow,
     ) -> Result<(SecretKey, SecretKey), VaultError> {
-        if record.root_version != keys.root_version {
-            self.lock_stale("the root key was rotated by another replica");
-            return Err(VaultError::Locked);
-        }
+        self.check_current(keys, record)?;
         let unlock = match keys.unlock_key_for(record)? {
             Some(unlock) => unlock,
             None if record.seal == Seal::Pkcs11 && self.sealed_by_token() => {
@@ -370,14 +368,19 @@ impl Vault {
         };
         let root = hierarchy::open_root(&unlock, record.params, &record.salt, &record.sealed_root)
             .map_err(|_| VaultError::Integrity)?;
-        if !keys.same_root(&root)? {
-            tracing::error!(
-                "the root record opens to a root key this replica does not hold; refusing"
-            );
-            return Err(VaultError::Integrity);
-        }
+        check_same_root(keys, &root)?;
         Ok((unlock, root))
     }
+}
+
+/// `root` is the root key this replica holds: a root record rewritten in the database (a root
+/// of someone's own, sealed under a key they chose) opens to another.
+fn check_same_root(keys: &UnlockedKeys, root: &SecretKey) -> Result<(), VaultError> {
+    if keys.same_root(root)? {
+        return Ok(());
+    }
+    tracing::error!("the root record opens to a root key this replica does not hold; refusing");
+    Err(VaultError::Integrity)
 }
 
 /// Offline (`seal init-recovery`): gives a vault that was sealed by the token before recovery
