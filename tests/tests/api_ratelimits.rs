@@ -495,8 +495,14 @@ async fn verify_key_applies_the_identitys_limits_shared_by_its_keys() {
         (Some("VALID"), Some(1000)),
         "{d}"
     );
-    let d = api.verify(&root, &first, json!({"ratelimits": [{"name": "named"}]})).await;
-    assert_eq!(d["ratelimits"].as_array().unwrap().len(), 1, "named was removed: {d}");
+    // "named" was removed with that update: naming it now is the caller's mistake.
+    let body = json!({"key": first, "ratelimits": [{"name": "named"}]});
+    let (status, answer) = api.call(&root, "keys.verifyKey", body).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("INVALID_RATELIMIT")),
+        "{answer}"
+    );
 
     // Deleting the identity leaves its keys working, without it.
     api.ok(&root, "identities.deleteIdentity", json!({"identity": "cust"})).await;
@@ -705,4 +711,59 @@ async fn keys_and_identities_hold_at_most_a_hundred_rate_limits() {
     );
     let body = json!({"externalId": "u", "ratelimits": &many[..100]});
     api.ok(&root, "identities.createIdentity", body).await;
+}
+
+/// As Unkey: a rate limit named in verifyKey that neither the key nor its identity has is
+/// refused (400, and nothing is spent) unless the request gives its limit and duration; then it
+/// is counted for that key alone.
+#[tokio::test]
+async fn verify_key_refuses_an_unknown_limit_name_unless_it_gives_the_limit() {
+    let db = TestDb::new().await;
+    let (api, root) = setup(&db).await;
+    let api_id = api.create_api(&root, "payments").await;
+    let credits = json!({"credits": {"remaining": 10}});
+    let (key_id, key) = api.create_key(&root, &api_id, credits).await;
+    let (_, other) = api.create_key(&root, &api_id, json!({})).await;
+
+    let unknown = json!({"key": key, "ratelimits": [{"name": "burst", "cost": 1}]});
+    let (status, answer) = api.call(&root, "keys.verifyKey", unknown).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("INVALID_RATELIMIT")),
+        "{answer}"
+    );
+    let only_limit = json!({"key": key, "ratelimits": [{"name": "burst", "limit": 2}]});
+    assert_eq!(api.call(&root, "keys.verifyKey", only_limit).await.0, 400);
+    let got = api.ok(&root, "keys.getKey", json!({"keyId": key_id})).await;
+    assert_eq!(got["credits"]["remaining"], 10, "a refused verification spends nothing: {got}");
+
+    // With its limit and duration, it applies to this key for this call.
+    let inline = |key: &str| json!({"key": key, "ratelimits": [{"name": "burst", "limit": 2, "duration": 60_000}]});
+    for remaining in [1, 0] {
+        let d = api.ok(&root, "keys.verifyKey", inline(&key)).await;
+        assert_eq!(d["code"], "VALID", "{d}");
+        let limit = &d["ratelimits"][0];
+        assert_eq!(
+            (limit["name"].as_str(), limit["id"].as_str(), limit["remaining"].as_i64()),
+            (Some("burst"), Some("burst"), Some(remaining)),
+            "{d}"
+        );
+    }
+    let d = api.ok(&root, "keys.verifyKey", inline(&key)).await;
+    assert_eq!(d["code"], "RATE_LIMITED", "{d}");
+    // Another key's count of the same name is its own.
+    assert_eq!(api.ok(&root, "keys.verifyKey", inline(&other)).await["code"], "VALID");
+
+    // Bad names and too many limits are refused before the key is looked at.
+    let long = json!({"key": key, "ratelimits": [{"name": "x".repeat(129), "limit": 1, "duration": 1000}]});
+    assert_eq!(api.call(&root, "keys.verifyKey", long).await.0, 400);
+    let many: Vec<Value> =
+        (0..101).map(|i| json!({"name": format!("l{i}"), "limit": 1, "duration": 1000})).collect();
+    let (status, answer) =
+        api.call(&root, "keys.verifyKey", json!({"key": key, "ratelimits": many})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("INVALID_RATELIMIT")),
+        "{answer}"
+    );
 }

@@ -12,7 +12,7 @@ use super::envelope::Data;
 use super::error::ApiError;
 use super::extract::Body;
 use super::views::IdentityData;
-use crate::domain::keys::{MAX_CREDITS, MAX_WINDOW_MS};
+use crate::domain::keys::{MAX_CREDITS, MAX_RATELIMITS, MAX_WINDOW_MS};
 use crate::domain::unix_ms;
 use crate::domain::verify::{Code, RequestedLimit, Verdict, VerifyRequest};
 
@@ -30,8 +30,9 @@ pub struct VerifyKey {
     /// Credits to spend (default 1).
     #[serde(default)]
     credits: Option<Cost>,
-    /// Rate limits to apply by name, with optional overrides.
+    /// Rate limits to apply by name, with optional overrides; at most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     ratelimits: Option<Vec<LimitIn>>,
 }
 
@@ -46,7 +47,10 @@ pub struct Cost {
 /// A rate limit named in the request.
 #[derive(Deserialize, ToSchema)]
 pub struct LimitIn {
-    /// The key's rate limit of this name.
+    /// The key's (or its identity's) rate limit of this name, 1-128 characters. A name neither
+    /// has needs `limit` and `duration`: it is then applied to this key for this call (else 400
+    /// `INVALID_RATELIMIT`).
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
     /// Units to count (default 1), 0 to 10^15.
     #[serde(default)]
@@ -180,8 +184,22 @@ pub fn parse(
     if !(0..=MAX_CREDITS).contains(&cost) {
         return Err(ApiError::invalid("INVALID_COST", "credits.cost", "cost must be 0 to 10^15"));
     }
+    if limits.len() > MAX_RATELIMITS {
+        return Err(ApiError::invalid(
+            "INVALID_RATELIMIT",
+            "ratelimits",
+            &format!("at most {MAX_RATELIMITS} rate limits per verification"),
+        ));
+    }
     let mut ratelimits = Vec::new();
     for (i, l) in limits.into_iter().enumerate() {
+        if l.name.is_empty() || l.name.chars().count() > 128 {
+            return Err(ApiError::invalid(
+                "INVALID_RATELIMIT",
+                &format!("ratelimits[{i}].name"),
+                "name must be 1-128 characters",
+            ));
+        }
         if l.cost.is_some_and(|c| !(0..=MAX_CREDITS).contains(&c))
             || l.limit.is_some_and(|c| !(1..=MAX_CREDITS).contains(&c))
             || l.duration.is_some_and(|d| !(1000..=MAX_WINDOW_MS).contains(&d))

@@ -93,6 +93,9 @@ impl Service {
                 ratelimits: Vec::new(),
             });
         }
+        // Which limits apply is decided before anything is spent: a name the key and its
+        // identity lack, without a limit and window of its own, is the caller's mistake.
+        let plan = plan_limits(&key, &request.ratelimits)?;
         let verdict = |code, credits, ratelimits| {
             Ok(Verdict { code, key: Some(key.clone()), credits, ratelimits })
         };
@@ -118,46 +121,106 @@ impl Service {
                 }
             }
         }
-        // The key's limits, then its identity's (shared by all its keys) unless the key has one
-        // of the same name, as Unkey does.
-        let own = key.ratelimits.iter().map(|l| (l, "k", key.id.as_str()));
-        let shared = key.identity.as_ref().map_or(&[][..], |_| &key.identity_ratelimits[..]);
-        let identity_id = key.identity.as_ref().map_or("", |(id, _)| id.as_str());
-        let shared = shared
-            .iter()
-            .filter(|l| !key.ratelimits.iter().any(|k| k.name == l.name))
-            .map(|l| (l, "i", identity_id));
         let mut applied = Vec::new();
-        for (limit, scope, owner) in own.chain(shared) {
-            let asked = request.ratelimits.iter().find(|r| r.name == limit.name);
-            if !limit.auto_apply && asked.is_none() {
-                continue;
-            }
-            let (max, duration) = (
-                asked.and_then(|a| a.limit).unwrap_or(limit.limit),
-                asked.and_then(|a| a.duration).unwrap_or(limit.duration),
-            );
-            let bucket = format!("{scope}:{owner}:{}:{duration}", limit.name);
-            let cost = asked.map_or(1, |a| a.cost);
-            let outcome = self
-                .limiter
-                .hit(&self.pool, Check { bucket: &bucket, limit: max, duration, cost })
-                .await;
+        for planned in plan {
+            let check = Check {
+                bucket: &planned.bucket,
+                limit: planned.limit,
+                duration: planned.duration,
+                cost: planned.cost,
+            };
+            let outcome = self.limiter.hit(&self.pool, check).await;
             applied.push(LimitResult {
-                id: limit.id.clone(),
-                name: limit.name.clone(),
-                limit: max,
-                duration,
+                id: planned.id,
+                name: planned.name,
+                limit: planned.limit,
+                duration: planned.duration,
                 reset: outcome.reset,
                 remaining: outcome.remaining,
                 exceeded: outcome.exceeded,
-                auto_apply: limit.auto_apply,
+                auto_apply: planned.auto_apply,
             });
         }
         self.touches.record(&key.id);
         let code = if applied.iter().any(|l| l.exceeded) { Code::RateLimited } else { Code::Valid };
         verdict(code, credits.or(key.credits_remaining), applied)
     }
+}
+
+/// A rate limit one verification applies.
+struct Planned {
+    id: String,
+    name: String,
+    limit: i64,
+    duration: i64,
+    bucket: String,
+    cost: i64,
+    auto_apply: bool,
+}
+
+/// The limits a verification applies, as Unkey does: the key's, then its identity's (shared by
+/// all its keys) unless the key has one of the same name; each auto-applied or named in the
+/// request, whose limit and duration override the stored ones. A name neither has is applied
+/// just for this call when the request gives its limit and duration (counted per key), and is
+/// refused otherwise.
+fn plan_limits(
+    key: &Key,
+    asked: &[crate::domain::verify::RequestedLimit],
+) -> Result<Vec<Planned>, ServiceError> {
+    let own = key.ratelimits.iter().map(|l| (l, "k", key.id.as_str()));
+    let shared = key.identity.as_ref().map_or(&[][..], |_| &key.identity_ratelimits[..]);
+    let identity_id = key.identity.as_ref().map_or("", |(id, _)| id.as_str());
+    let shared = shared
+        .iter()
+        .filter(|l| !key.ratelimits.iter().any(|k| k.name == l.name))
+        .map(|l| (l, "i", identity_id));
+    let mut plan = Vec::new();
+    let mut known = HashSet::new();
+    for (limit, scope, owner) in own.chain(shared) {
+        known.insert(limit.name.as_str());
+        let named = asked.iter().find(|r| r.name == limit.name);
+        if !limit.auto_apply && named.is_none() {
+            continue;
+        }
+        let max = named.and_then(|a| a.limit).unwrap_or(limit.limit);
+        let duration = named.and_then(|a| a.duration).unwrap_or(limit.duration);
+        plan.push(Planned {
+            id: limit.id.clone(),
+            name: limit.name.clone(),
+            limit: max,
+            duration,
+            bucket: format!("{scope}:{owner}:{}:{duration}", limit.name),
+            cost: named.map_or(1, |a| a.cost),
+            auto_apply: limit.auto_apply,
+        });
+    }
+    for (i, extra) in asked.iter().enumerate() {
+        if known.contains(extra.name.as_str()) || asked[..i].iter().any(|a| a.name == extra.name) {
+            continue;
+        }
+        let (Some(max), Some(duration)) = (extra.limit, extra.duration) else {
+            return Err(Invalid::new(
+                "INVALID_RATELIMIT",
+                &format!("ratelimits[{i}].name"),
+                format!(
+                    "neither the key nor its identity has a rate limit named {:?}; give its \
+                     limit and duration to apply it to this key just for this call",
+                    extra.name
+                ),
+            )
+            .into());
+        };
+        plan.push(Planned {
+            id: extra.name.clone(),
+            name: extra.name.clone(),
+            limit: max,
+            duration,
+            bucket: format!("k:{}:{}:{duration}", key.id, extra.name),
+            cost: extra.cost,
+            auto_apply: false,
+        });
+    }
+    Ok(plan)
 }
 
 /// `last_used_at` writes, batched off the request path.
