@@ -485,3 +485,45 @@ async fn ops_dev_with_shares_splits_the_key_and_unlocks_with_three_of_them() {
     checkout.check_stack().await;
     run.stop().await;
 }
+
+#[tokio::test]
+async fn ops_dev_with_a_token_seals_the_vault_and_it_unlocks_itself_on_every_start() {
+    let mut checkout = Checkout::new();
+    let run = checkout.start_with(&["--fresh", "--token"]).await;
+    let env = checkout.env_file();
+    let recovery: Vec<&str> = env["STRONGBOX_DEV_RECOVERY_SHARES"].split(',').collect();
+    assert_eq!(recovery.len(), 5, "{recovery:?}");
+    assert!(
+        !env.contains_key("STRONGBOX_DEV_SERVER_KEY") && !env.contains_key("STRONGBOX_DEV_SHARES")
+    );
+    assert_eq!(env["STRONGBOX_VAULT__SEAL__KIND"], "pkcs11");
+    assert!(env["SOFTHSM2_CONF"].starts_with(checkout.dev().to_str().unwrap()), "{env:?}");
+    let pin = std::fs::read_to_string(checkout.dev().join("softhsm/pin")).unwrap();
+    assert!(!run.said(pin.trim()), "the PIN is not printed");
+    checkout.check_stack().await;
+    let status = |env: HashMap<String, String>| async move {
+        http_client()
+            .get(format!("{}/v1/sys/status", env["STRONGBOX_VAULT_HEALTH_URL"]))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let seen = status(env.clone()).await;
+    assert_eq!((seen["seal"].as_str(), seen["unlocked"].as_bool()), (Some("pkcs11"), Some(true)));
+    run.stop().await;
+
+    // The next start, without the flag, uses the same token and the vault unlocks itself.
+    let run = checkout.start().await;
+    assert!(!run.said("unlocking the vault"), "no key or shares were given: {}", run.output());
+    checkout.check_stack().await;
+    let seen = status(checkout.env_file()).await;
+    assert_eq!((seen["seal"].as_str(), seen["unlocked"].as_bool()), (Some("pkcs11"), Some(true)));
+    assert_eq!(
+        checkout.env_file()["STRONGBOX_DEV_RECOVERY_SHARES"],
+        env["STRONGBOX_DEV_RECOVERY_SHARES"]
+    );
+    run.stop().await;
+}
