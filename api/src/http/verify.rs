@@ -188,7 +188,7 @@ pub fn parse(
         return Err(ApiError::invalid(
             "INVALID_RATELIMIT",
             "ratelimits",
-            &format!("at most {MAX_RATELIMITS} rate limits per verification"),
+            format!("at most {MAX_RATELIMITS} rate limits per verification"),
         ));
     }
     let mut ratelimits = Vec::new();

@@ -201,7 +201,7 @@ fn plan_limits(
         let (Some(max), Some(duration)) = (extra.limit, extra.duration) else {
             return Err(Invalid::new(
                 "INVALID_RATELIMIT",
-                &format!("ratelimits[{i}].name"),
+                format!("ratelimits[{i}].name"),
                 format!(
                     "neither the key nor its identity has a rate limit named {:?}; give its \
                      limit and duration to apply it to this key just for this call",
