@@ -523,6 +523,51 @@ fn rekey_bodies() -> Bodies {
     ]
 }
 
+fn migrate_bodies() -> Bodies {
+    let to = |to: &str, extra: Value| {
+        let mut body = json!({"to": to, "current_key": SERVER_KEY});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    vec![
+        json_case(
+            "no to",
+            json!({"current_key": SERVER_KEY, "new_key": STRONG_KEY}),
+            INVALID_REQUEST,
+        ),
+        json_case("an unknown seal", to("hsm", json!({"new_key": STRONG_KEY})), INVALID_REQUEST),
+        json_case("a seal in capitals", to("KEY", json!({"new_key": STRONG_KEY})), INVALID_REQUEST),
+        json_case("to key without new_key", to("key", json!({})), INVALID_REQUEST),
+        json_case("to key with a weak new_key", to("key", json!({"new_key": CANARY})), WEAK_KEY),
+        json_case(
+            "to shares with one share",
+            to("shares", json!({"new_shares": 1, "new_threshold": 1})),
+            INVALID_REQUEST,
+        ),
+        json_case(
+            "to shares with 300 shares",
+            to("shares", json!({"new_shares": 300, "new_threshold": 2})),
+            INVALID_REQUEST,
+        ),
+        json_case("to pkcs11 without a token", to("pkcs11", json!({})), INVALID_REQUEST),
+        json_case(
+            "recovery shares for a vault held by a key",
+            json!({"to": "key", "recovery_shares": ["sb1-1-x", "sb1-2-y"], "new_key": STRONG_KEY}),
+            INVALID_REQUEST,
+        ),
+        json_case(
+            "a key label to key",
+            to("key", json!({"new_key": STRONG_KEY, "key_label": "l"})),
+            INVALID_REQUEST,
+        ),
+        json_case(
+            "a wrong current_key starting with NUL",
+            json!({"to": "key", "current_key": format!("\0{STRONG_KEY}"), "new_key": STRONG_KEY}),
+            WRONG_KEY,
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn lifecycle_routes_answer_bad_input_with_a_json_4xx_and_change_nothing() {
     let db = TestDb::new().await;
@@ -531,6 +576,7 @@ async fn lifecycle_routes_answer_bad_input_with_a_json_4xx_and_change_nothing() 
     let initialize = Route::new(Method::POST, "/v1/sys/initialize", OPERATOR);
     let unlock = Route::new(Method::POST, "/v1/sys/unlock", OPERATOR);
     let rekey = Route::new(Method::POST, "/v1/sys/rekey", OPERATOR);
+    let migrate = Route::new(Method::POST, "/v1/sys/seal/migrate", OPERATOR);
     let status = Route::new(Method::GET, "/v1/sys/status", EVERYONE);
     let bodiless: Vec<Route> = ["/v1/sys/lock", "/v1/sys/rotate", "/v1/sys/rotate-root"]
         .into_iter()
@@ -558,6 +604,9 @@ async fn lifecycle_routes_answer_bad_input_with_a_json_4xx_and_change_nothing() 
     let rekey_body = json!({"current_key": SERVER_KEY, "new_key": STRONG_KEY});
     let mut cases = rekey.all(malformed(&rekey_body, limit));
     cases.extend(rekey.all(rekey_bodies()));
+    let migrate_body = json!({"to": "key", "current_key": SERVER_KEY, "new_key": STRONG_KEY});
+    cases.extend(migrate.all(malformed(&migrate_body, limit)));
+    cases.extend(migrate.all(migrate_bodies()));
     // One wrong key each for unlock and rekey: under `unlock.free_failures`, so never throttled.
     let wrong = json!({"key": format!("\0{STRONG_KEY}")});
     cases.extend(unlock.all(vec![json_case("a wrong key starting with NUL", wrong, WRONG_KEY)]));
@@ -568,6 +617,7 @@ async fn lifecycle_routes_answer_bad_input_with_a_json_4xx_and_change_nothing() 
         (Method::GET, "/v1/sys/initialize", METHOD_NOT_ALLOWED),
         (Method::PUT, "/v1/sys/unlock", METHOD_NOT_ALLOWED),
         (Method::GET, "/v1/sys/rekey", METHOD_NOT_ALLOWED),
+        (Method::GET, "/v1/sys/seal/migrate", METHOD_NOT_ALLOWED),
         (Method::DELETE, "/v1/sys/lock", METHOD_NOT_ALLOWED),
         (Method::GET, "/v1/sys/rotate", METHOD_NOT_ALLOWED),
         (Method::PATCH, "/v1/sys/rotate-root", METHOD_NOT_ALLOWED),

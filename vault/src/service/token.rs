@@ -285,8 +285,8 @@ impl Vault {
     pub(super) fn token_seal(&self) -> Result<&Arc<TokenSeal>, VaultError> {
         self.token.as_ref().ok_or_else(|| {
             VaultError::InvalidRequest(
-                "this vault is not configured with seal.kind = \"pkcs11\": give \"key\", or \
-                 \"shares\" and \"threshold\""
+                "this replica is not configured with seal.kind = \"pkcs11\" (and seal.module, \
+                 seal.token_label, seal.pin_file): it has no token to seal with"
                     .to_owned(),
             )
         })
