@@ -754,6 +754,21 @@ async fn verify_key_refuses_an_unknown_limit_name_unless_it_gives_the_limit() {
     // Another key's count of the same name is its own.
     assert_eq!(api.ok(&root, "keys.verifyKey", inline(&other)).await["code"], "VALID");
 
+    // At most ten such limits per verification.
+    let eleven: Vec<Value> =
+        (0..11).map(|i| json!({"name": format!("n{i}"), "limit": 5, "duration": 1000})).collect();
+    let (status, answer) =
+        api.call(&root, "keys.verifyKey", json!({"key": other, "ratelimits": eleven})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("INVALID_RATELIMIT")),
+        "{answer}"
+    );
+    // A disabled key is DISABLED, whatever limits the request names.
+    api.ok(&root, "keys.updateKey", json!({"keyId": key_id, "enabled": false})).await;
+    let unknown = json!({"key": key, "ratelimits": [{"name": "nope"}]});
+    assert_eq!(api.ok(&root, "keys.verifyKey", unknown).await["code"], "DISABLED");
+
     // Bad names and too many limits are refused before the key is looked at.
     let long = json!({"key": key, "ratelimits": [{"name": "x".repeat(129), "limit": 1, "duration": 1000}]});
     assert_eq!(api.call(&root, "keys.verifyKey", long).await.0, 400);

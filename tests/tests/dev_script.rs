@@ -526,4 +526,13 @@ async fn ops_dev_with_a_token_seals_the_vault_and_it_unlocks_itself_on_every_sta
         env["STRONGBOX_DEV_RECOVERY_SHARES"]
     );
     run.stop().await;
+
+    // --token does not take over a vault held by a key: that one keeps its key.
+    checkout.start_with(&["--fresh"]).await.stop().await;
+    let run = checkout.start_with(&["--token"]).await;
+    assert!(run.said("--token applies to a new vault"), "{}", run.output());
+    let env = checkout.env_file();
+    assert!(env.contains_key("STRONGBOX_DEV_SERVER_KEY") && !env.contains_key("SOFTHSM2_CONF"));
+    checkout.check_stack().await;
+    run.stop().await;
 }

@@ -107,7 +107,8 @@ impl From<Code> for VerifyCode {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppliedLimit {
-    /// `rl_…`.
+    /// `rl_…`; for a limit the key and its identity do not have (given with its limit and
+    /// duration in the request), its name.
     pub id: String,
     /// Name.
     pub name: String,

@@ -93,9 +93,6 @@ impl Service {
                 ratelimits: Vec::new(),
             });
         }
-        // Which limits apply is decided before anything is spent: a name the key and its
-        // identity lack, without a limit and window of its own, is the caller's mistake.
-        let plan = plan_limits(&key, &request.ratelimits)?;
         let verdict = |code, credits, ratelimits| {
             Ok(Verdict { code, key: Some(key.clone()), credits, ratelimits })
         };
@@ -110,6 +107,9 @@ impl Service {
         if let Some(code) = checked {
             return verdict(code, key.credits_remaining, Vec::new());
         }
+        // Which limits apply is decided before anything is spent: a name the key and its
+        // identity lack, without a limit and window of its own, is the caller's mistake.
+        let plan = plan_limits(&key, &request.ratelimits)?;
         let mut credits = None;
         if key.credits_remaining.is_some() {
             let start = key.refill.as_ref().map(|r| period_start(r, now));
@@ -147,6 +147,10 @@ impl Service {
     }
 }
 
+/// Most limits one verification may apply that the key and its identity do not have: each is a
+/// bucket of its own, counted in the database.
+const MAX_INLINE_LIMITS: usize = 10;
+
 /// A rate limit one verification applies.
 struct Planned {
     id: String,
@@ -176,6 +180,7 @@ fn plan_limits(
         .map(|l| (l, "i", identity_id));
     let mut plan = Vec::new();
     let mut known = HashSet::new();
+    let mut inline = 0;
     for (limit, scope, owner) in own.chain(shared) {
         known.insert(limit.name.as_str());
         let named = asked.iter().find(|r| r.name == limit.name);
@@ -210,6 +215,18 @@ fn plan_limits(
             )
             .into());
         };
+        inline += 1;
+        if inline > MAX_INLINE_LIMITS {
+            return Err(Invalid::new(
+                "INVALID_RATELIMIT",
+                "ratelimits",
+                format!(
+                    "at most {MAX_INLINE_LIMITS} rate limits per verification that the key and \
+                     its identity do not have"
+                ),
+            )
+            .into());
+        }
         plan.push(Planned {
             id: extra.name.clone(),
             name: extra.name.clone(),

@@ -334,13 +334,13 @@ pub struct TokenArgs {
     #[arg(long, conflicts_with_all = ["key_stdin", "shares_stdin"])]
     pub token: bool,
     /// With --token: the PKCS#11 module.
-    #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE", requires = "token")]
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__MODULE")]
     pub module: Option<PathBuf>,
     /// With --token: the token's label.
-    #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL", requires = "token")]
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__TOKEN_LABEL")]
     pub token_label: Option<String>,
     /// With --token: a file holding the token's user PIN.
-    #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE", requires = "token")]
+    #[arg(long, env = "STRONGBOX_VAULT__SEAL__PIN_FILE")]
     pub pin_file: Option<PathBuf>,
 }
 
