@@ -343,10 +343,20 @@ async fn seal_migrate_moves_between_key_and_shares_in_one_swap() {
     let wins = [ra.0, rb.0].iter().filter(|s| **s == 200).count();
     assert_eq!(wins, 1, "exactly one migration wins: {ra:?} {rb:?}");
     let loser = if ra.0 == 200 { &rb } else { &ra };
+    // The loser lost the compare-and-swap, or read the record after the winner committed: then
+    // its shares are of an old split (INVALID_SHARE), or shares for a vault now held by a key
+    // (INVALID_REQUEST), or, read between its two reads of the record, they no longer open it
+    // (WRONG_KEY); or it was told to wait while the other attempt was evaluated.
     assert!(
         matches!(
             loser.1["error"]["code"].as_str(),
-            Some("CONFLICT" | "INVALID_SHARE" | "INVALID_REQUEST" | "TOO_MANY_ATTEMPTS")
+            Some(
+                "CONFLICT"
+                    | "WRONG_KEY"
+                    | "INVALID_SHARE"
+                    | "INVALID_REQUEST"
+                    | "TOO_MANY_ATTEMPTS"
+            )
         ),
         "the loser learns it lost: {loser:?}"
     );
