@@ -172,17 +172,15 @@ fn plan_limits(
     asked: &[crate::domain::verify::RequestedLimit],
 ) -> Result<Vec<Planned>, ServiceError> {
     let own = key.ratelimits.iter().map(|l| (l, "k", key.id.as_str()));
-    let shared = key.identity.as_ref().map_or(&[][..], |_| &key.identity_ratelimits[..]);
+    let identity_limits = key.identity.as_ref().map_or(&[][..], |_| &key.identity_ratelimits[..]);
     let identity_id = key.identity.as_ref().map_or("", |(id, _)| id.as_str());
-    let shared = shared
+    let shared = identity_limits
         .iter()
         .filter(|l| !key.ratelimits.iter().any(|k| k.name == l.name))
         .map(|l| (l, "i", identity_id));
     let mut plan = Vec::new();
-    let mut known = HashSet::new();
     let mut inline = 0;
     for (limit, scope, owner) in own.chain(shared) {
-        known.insert(limit.name.as_str());
         let named = asked.iter().find(|r| r.name == limit.name);
         if !limit.auto_apply && named.is_none() {
             continue;
@@ -200,7 +198,12 @@ fn plan_limits(
         });
     }
     for (i, extra) in asked.iter().enumerate() {
-        if known.contains(extra.name.as_str()) || asked[..i].iter().any(|a| a.name == extra.name) {
+        let known =
+            |limits: &[crate::domain::keys::Ratelimit]| limits.iter().any(|l| l.name == extra.name);
+        if known(&key.ratelimits)
+            || known(identity_limits)
+            || asked[..i].iter().any(|a| a.name == extra.name)
+        {
             continue;
         }
         let (Some(max), Some(duration)) = (extra.limit, extra.duration) else {
